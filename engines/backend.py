@@ -1,0 +1,44 @@
+"""The one backend interface: a model file in, (N, K, 2) crop-pixel keypoints out for (N, 96, 96) uint8 crops.
+
+Concrete backends (onnxruntime, torch, tensorrt) live in their own modules; `load_backend` picks one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from tracker.errors import UserError
+
+
+class ModelError(UserError):
+    """A model file that is missing, truncated, of the wrong shape, or built for another machine."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a model file says about itself (ONNX metadata, checkpoint fields or engine sidecar)."""
+
+    path: str
+    keypoint_names: tuple[str, ...]
+    flip_pairs: tuple[tuple[str, str], ...] = ()
+    input_size: int = 96
+    arch: str = "unknown"
+    extra: dict = field(default_factory=dict)  # training-data summary, mean shape, attributes, ...
+
+    @property
+    def num_keypoints(self) -> int:
+        return len(self.keypoint_names)
+
+
+class Backend(Protocol):
+    """Predicts keypoints for a batch of face crops."""
+
+    name: str
+    info: ModelInfo
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """crops: (N, 96, 96) uint8 -> float32 (N, K, 2) keypoints in crop pixels. N may be 0."""
+        ...

@@ -1,0 +1,70 @@
+"""Batched on-device augmentation: random flip (with left/right swap), rotation, scale, shift, brightness.
+
+Each stored crop (S x S, the face box in its central 96 px) is resampled to a 96 x 96 network input.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+
+@dataclass(frozen=True)
+class AugmentParams:
+    """Augmentation strengths; `none()` gives the plain centre crop used for validation."""
+
+    flip: float = 0.5  # probability of a horizontal mirror
+    rotate: float = 12.0  # degrees, uniform +-
+    scale: float = 0.08  # relative, uniform +-
+    shift: float = 4.0  # pixels of the 96 px crop, uniform +-
+    brightness: float = 0.15  # relative gain and offset, uniform +-
+
+    @classmethod
+    def none(cls) -> AugmentParams:
+        return cls(0.0, 0.0, 0.0, 0.0, 0.0)
+
+
+def augment_batch(
+    crops: torch.Tensor,
+    points: torch.Tensor,
+    flip_perm: torch.Tensor,
+    params: AugmentParams,
+    out_size: int = 96,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample uint8 crops (N, S, S) to float inputs (N, 1, out, out) in [0, 1] with keypoints (N, K, 2).
+
+    Keypoints are in stored-crop pixels in and network-crop pixels out (NaN stays NaN). A mirrored
+    sample has its keypoints mirrored and left/right slots swapped with `flip_perm`.
+    """
+    n, s = crops.shape[0], crops.shape[-1]
+    dev = crops.device
+    u = lambda: torch.rand(n, device=dev, generator=generator) * 2 - 1  # noqa: E731 uniform(-1, 1)
+    ang = u() * math.radians(params.rotate)
+    scl = 1 + u() * params.scale
+    tx, ty = u() * params.shift, u() * params.shift
+    flip = torch.rand(n, device=dev, generator=generator) < params.flip
+    sx = torch.where(flip, -scl, scl)
+
+    # output pixel q (centred coords) -> input pixel p (centred): p = A q + t, A = R(ang) diag(sx, scl)
+    cos, sin = torch.cos(ang), torch.sin(ang)
+    a = torch.stack([torch.stack([cos * sx, -sin * scl], -1), torch.stack([sin * sx, cos * scl], -1)], -2)
+    t = torch.stack([tx, ty], -1)
+    # affine_grid works in normalised coords (align_corners=False): x_n = (2x + 1)/W - 1 = x_c * 2/W
+    theta = torch.cat([a * (out_size / s), (t * 2 / s).unsqueeze(-1)], -1)
+    grid = F.affine_grid(theta, (n, 1, out_size, out_size), align_corners=False)
+    x = F.grid_sample(crops.unsqueeze(1).float(), grid, mode="bilinear", padding_mode="border", align_corners=False)
+    x = x / 255.0
+    if params.brightness > 0:
+        gain = 1 + u() * params.brightness
+        offset = u() * params.brightness * 0.5
+        x = (x * gain.view(n, 1, 1, 1) + offset.view(n, 1, 1, 1)).clamp(0, 1)
+
+    # keypoints: q = A^-1 (p - t), in centred coords of each image
+    pc = points.to(x.dtype) - (s - 1) / 2.0
+    q = torch.linalg.solve(a, (pc - t.unsqueeze(1)).transpose(1, 2)).transpose(1, 2) + (out_size - 1) / 2.0
+    q = torch.where(flip.view(n, 1, 1), q[:, flip_perm], q)
+    return x, q

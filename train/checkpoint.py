@@ -1,0 +1,63 @@
+"""Checkpoint files (.pt): weights plus everything needed to rebuild and describe the model.
+
+Saved atomically (temp file + rename), so an interrupted save never leaves a broken checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+from torch import nn
+
+from tracker.errors import UserError
+from train.models import create_model
+from tracker.keypoints import KeypointSet
+
+FORMAT = "fkd-track-checkpoint"
+
+
+class CheckpointError(UserError):
+    """A checkpoint that is missing, truncated or not from fkd-track."""
+
+
+def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None = None) -> dict[str, Any]:
+    """The self-description carried by checkpoints and exported models."""
+    return {
+        "format": FORMAT,
+        "arch": arch,
+        "arch_kwargs": arch_kwargs,
+        "keypoint_set": kps.name,
+        "keypoint_names": list(kps.names),
+        "flip_pairs": [list(p) for p in kps.flip_pairs],
+        "input_size": 96,
+        "input": "grey uint8 pixels as float, (N, 1, 96, 96); the model divides by 255",
+        "output": "keypoints (N, K, 2) in 96-px crop pixels; network targets were (xy - 48) / 48",
+        "data": data or {},
+    }
+
+
+def save_checkpoint(path: str, model: nn.Module, meta: dict, **state: Any) -> None:
+    """Write {meta, weights, extra state} to path atomically."""
+    tmp = f"{path}.tmp"
+    torch.save({**meta, "state_dict": model.state_dict(), **state}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """Rebuild the model (eval mode) from a checkpoint; returns (model, the whole checkpoint dict)."""
+    if not os.path.isfile(path):
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {err})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is not an fkd-track checkpoint")
+    try:
+        model = create_model(ckpt["arch"], len(ckpt["keypoint_names"]), **ckpt.get("arch_kwargs", {}))
+        model.load_state_dict(ckpt["state_dict"])
+    except Exception as err:
+        raise CheckpointError(f"{path}: weights do not fit architecture {ckpt.get('arch')!r} ({err})") from None
+    return model.eval(), ckpt

@@ -1,0 +1,269 @@
+"""The one dataset spec parser: `FORMAT:PATH` -> a `FaceSet` of images and Kaggle-ordered keypoints.
+
+Formats: kaggle (training.csv / test.csv / label-only table), ytf (Udacity YouTube-Faces CSV), mtfl (MTFL list).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import os
+import re
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from tracker.errors import UserError
+from tracker.keypoints import KAGGLE15, KeypointSet
+
+FORMATS = ("kaggle", "ytf", "mtfl")
+ATTRIBUTES = ("gender", "smile", "glasses", "pose")  # gender 1=female; smile/glasses 1=yes; pose 0..4
+
+
+class DatasetError(UserError):
+    """A dataset problem worth one line to the user (missing file, malformed row, undecodable image)."""
+
+
+@dataclass
+class FaceSet:
+    """Faces from one spec: image sources, keypoints (N, K, 2) with NaN where missing, attributes, groups."""
+
+    spec: str
+    kps: KeypointSet
+    images: list[str] | np.ndarray  # file paths, or (N, 96, 96) uint8 for the Kaggle format
+    keypoints: np.ndarray
+    attributes: np.ndarray  # (N, 4) int8, -1 where missing; see ATTRIBUTES
+    groups: list[str]  # identity / source image, for a leak-free train/validation split
+    rows: list[str]  # "file:line" of each face, for error messages
+    precropped: bool = False  # Kaggle images are already 96x96 face crops
+    skipped: list[str] = field(default_factory=list)  # "file:line: reason" of rows dropped by skip_bad
+
+    def __len__(self) -> int:
+        return len(self.keypoints)
+
+    @property
+    def has_images(self) -> bool:
+        return isinstance(self.images, np.ndarray) or len(self.images) == len(self)
+
+    def load_image(self, i: int) -> np.ndarray:
+        """The grey uint8 image of face i; DatasetError if it is missing or cannot be decoded."""
+        if isinstance(self.images, np.ndarray):
+            return self.images[i]
+        path = self.images[i]
+        img = cv2.imread(path, cv2.IMREAD_GRAYSCALE)
+        if img is None:
+            what = "missing" if not os.path.exists(path) else "cannot be decoded"
+            raise DatasetError(f"{self.rows[i]}: image {path} {what}")
+        return img
+
+
+def parse_spec(spec: str) -> tuple[str, str]:
+    """Split `FORMAT:PATH`; DatasetError for an unknown format or a missing file."""
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in FORMATS:
+        raise DatasetError(f"dataset spec {spec!r} must be FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
+    if not os.path.isfile(path):
+        raise DatasetError(f"dataset file not found: {path}")
+    return fmt, path
+
+
+def load_dataset(spec: str, skip_bad: bool = False) -> FaceSet:
+    """Parse a dataset spec into a FaceSet with the 15 Kaggle keypoints in Kaggle order.
+
+    Malformed rows raise DatasetError naming file:line, or are dropped and listed in `skipped` when
+    skip_bad is set. Images are not read here (see `FaceSet.load_image`) except Kaggle's inline pixels.
+    """
+    fmt, path = parse_spec(spec)
+    loader = {"kaggle": _load_kaggle, "ytf": _load_ytf, "mtfl": _load_mtfl}[fmt]
+    faces = loader(spec, path, skip_bad)
+    if len(faces) == 0:
+        raise DatasetError(f"{path}: no usable rows")
+    return faces
+
+
+def _bad(skipped: list[str], skip_bad: bool, where: str, reason: str) -> None:
+    if not skip_bad:
+        raise DatasetError(f"{where}: {reason} (pass --skip-bad to skip such rows)")
+    skipped.append(f"{where}: {reason}")
+
+
+def _floats(values: list[str], where: str) -> np.ndarray:
+    try:
+        return np.array([float(v) if v.strip() not in ("", "nan", "NaN") else np.nan for v in values])
+    except ValueError as err:
+        raise ValueError(f"non-numeric value ({err})") from None
+
+
+def _load_kaggle(spec: str, path: str, skip_bad: bool) -> FaceSet:
+    """Kaggle training.csv (30 columns + Image), test.csv (ImageId, Image) or the label-only table."""
+    kps = KAGGLE15
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        try:
+            header = next(reader)
+        except StopIteration:
+            raise DatasetError(f"{path}: empty file") from None
+        cols = {name.strip(): i for i, name in enumerate(header)}
+        has_labels = all(c in cols for c in kps.columns)
+        if not has_labels and "Image" not in cols:
+            missing = [c for c in kps.columns if c not in cols]
+            raise DatasetError(f"{path}:1: not a Kaggle keypoints file (missing columns {', '.join(missing[:3])}...)")
+        points, pixels, groups, rows, skipped = [], [], [], [], []
+        for lineno, rec in enumerate(reader, start=2):
+            where = f"{path}:{lineno}"
+            if not rec:
+                continue
+            if len(rec) != len(header):
+                _bad(skipped, skip_bad, where, f"expected {len(header)} fields, found {len(rec)}")
+                continue
+            try:
+                xy = _floats([rec[cols[c]] for c in kps.columns], where) if has_labels else np.full(30, np.nan)
+            except ValueError as err:
+                _bad(skipped, skip_bad, where, str(err))
+                continue
+            if has_labels and np.isnan(xy).all():
+                _bad(skipped, skip_bad, where, "no keypoint labelled")
+                continue
+            if "Image" in cols:
+                try:
+                    img = np.array(rec[cols["Image"]].split(), dtype=np.float64)
+                except ValueError:
+                    _bad(skipped, skip_bad, where, "Image holds non-numeric pixels")
+                    continue
+                if img.size != 96 * 96 or img.min() < 0 or img.max() > 255:
+                    _bad(skipped, skip_bad, where, f"Image must be 9216 pixel values 0..255, found {img.size}")
+                    continue
+                pixels.append(img.reshape(96, 96).astype(np.uint8))
+            points.append(xy.reshape(len(kps), 2))
+            image_id = rec[cols["ImageId"]] if "ImageId" in cols else str(lineno - 1)
+            groups.append(f"kaggle/{image_id}")
+            rows.append(where)
+    images = np.stack(pixels) if pixels else []
+    n = len(points)
+    return FaceSet(
+        spec, kps, images, np.array(points).reshape(n, len(kps), 2), np.full((n, 4), -1, np.int8),
+        groups, rows, precropped=True, skipped=skipped,
+    )
+
+
+# iBUG-68 -> Kaggle 15 (../shared/data/README.md); tuples are averaged.
+IBUG68_TO_KAGGLE = {
+    "left_eye_center": tuple(range(42, 48)),
+    "right_eye_center": tuple(range(36, 42)),
+    "left_eye_inner_corner": (42,),
+    "left_eye_outer_corner": (45,),
+    "right_eye_inner_corner": (39,),
+    "right_eye_outer_corner": (36,),
+    "left_eyebrow_inner_end": (22,),
+    "left_eyebrow_outer_end": (26,),
+    "right_eyebrow_inner_end": (21,),
+    "right_eyebrow_outer_end": (17,),
+    "nose_tip": (30,),
+    "mouth_left_corner": (54,),
+    "mouth_right_corner": (48,),
+    "mouth_center_top_lip": (51,),
+    "mouth_center_bottom_lip": (57,),
+}
+
+
+def ibug68_to_kaggle(points68: np.ndarray) -> np.ndarray:
+    """Map iBUG-68 points (..., 68, 2) to the 15 Kaggle keypoints (..., 15, 2)."""
+    return np.stack([points68[..., list(IBUG68_TO_KAGGLE[n]), :].mean(axis=-2) for n in KAGGLE15.names], -2)
+
+
+def _identity(filename: str) -> str:
+    """Person name from 'First_Last_0001.jpg' / 'First_Last_21.jpg'; else the file stem."""
+    stem = os.path.splitext(os.path.basename(filename))[0]
+    m = re.match(r"^(.*[A-Za-z])_\d+$", stem)
+    return m.group(1) if m else stem
+
+
+def _load_ytf(spec: str, path: str, skip_bad: bool) -> FaceSet:
+    """`{split}_frames_keypoints.csv` with images in the sibling folder `{split}/`."""
+    base = os.path.basename(path)
+    split = base[: -len("_frames_keypoints.csv")] if base.endswith("_frames_keypoints.csv") else None
+    if not split:
+        raise DatasetError(f"{path}: ytf files are named SPLIT_frames_keypoints.csv")
+    folder = os.path.join(os.path.dirname(path), split)
+    if not os.path.isdir(folder):
+        raise DatasetError(f"{path}: image folder {folder} not found")
+    points, images, groups, rows, skipped = [], [], [], [], []
+    with open(path, newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if header is None or len(header) != 137:
+            raise DatasetError(f"{path}:1: expected a header of 137 columns (file name + 68 x,y pairs)")
+        for lineno, rec in enumerate(reader, start=2):
+            where = f"{path}:{lineno}"
+            if not rec:
+                continue
+            if len(rec) != 137:
+                _bad(skipped, skip_bad, where, f"expected 137 fields, found {len(rec)}")
+                continue
+            try:
+                xy = _floats(rec[1:], where).reshape(68, 2)
+            except ValueError as err:
+                _bad(skipped, skip_bad, where, str(err))
+                continue
+            if np.isnan(xy).all():
+                _bad(skipped, skip_bad, where, "no keypoint labelled")
+                continue
+            points.append(ibug68_to_kaggle(xy))
+            images.append(os.path.join(folder, rec[0]))
+            groups.append(f"ytf/{_identity(rec[0])}")
+            rows.append(where)
+    n = len(points)
+    return FaceSet(spec, KAGGLE15, images, np.array(points).reshape(n, 15, 2), np.full((n, 4), -1, np.int8),
+                   groups, rows, skipped=skipped)
+
+
+# MTFL point order (image-left first) -> Kaggle names (subject's left = image right).
+MTFL_TO_KAGGLE = ("right_eye_center", "left_eye_center", "nose_tip", "mouth_right_corner", "mouth_left_corner")
+
+
+def _load_mtfl(spec: str, path: str, skip_bad: bool) -> FaceSet:
+    """MTFL `training.txt`/`testing.txt`: path x1..x5 y1..y5 gender smile glasses pose."""
+    root = os.path.dirname(path)
+    kps = KAGGLE15
+    idx = [kps.index(n) for n in MTFL_TO_KAGGLE]
+    points, images, attrs, groups, rows, skipped = [], [], [], [], [], []
+    with open(path) as f:
+        for lineno, line in enumerate(f, start=1):
+            where = f"{path}:{lineno}"
+            parts = line.split()
+            if not parts:
+                continue
+            if len(parts) != 15:
+                _bad(skipped, skip_bad, where, f"expected 15 fields (path, 10 coordinates, 4 attributes), found {len(parts)}")
+                continue
+            try:
+                vals = _floats(parts[1:11], where)
+                a = [int(v) for v in parts[11:15]]
+            except ValueError as err:
+                _bad(skipped, skip_bad, where, str(err))
+                continue
+            if np.isnan(vals).all():
+                _bad(skipped, skip_bad, where, "no keypoint labelled")
+                continue
+            if not (a[0] in (1, 2) and a[1] in (1, 2) and a[2] in (1, 2) and 1 <= a[3] <= 5):
+                _bad(skipped, skip_bad, where, f"attributes out of range: {parts[11:15]}")
+                continue
+            xy = np.full((len(kps), 2), np.nan)
+            xy[idx, 0], xy[idx, 1] = vals[:5], vals[5:]
+            rel = parts[0].replace("\\", "/")
+            points.append(xy)
+            images.append(os.path.join(root, rel))
+            # gender 1 male/2 female -> 0/1; smile, glasses 1 yes/2 no -> 1/0; pose 1..5 -> 0..4
+            attrs.append([a[0] - 1, 2 - a[1], 2 - a[2], a[3] - 1])
+            groups.append(f"mtfl/{_identity(rel)}")
+            rows.append(where)
+    n = len(points)
+    return FaceSet(spec, kps, images, np.array(points).reshape(n, len(kps), 2),
+                   np.array(attrs, dtype=np.int8).reshape(n, 4), groups, rows, skipped=skipped)
+
+
+def is_validation(group: str, fraction: float = 0.1) -> bool:
+    """Deterministic split by group (identity / source image): the same group always lands together."""
+    h = int(hashlib.sha1(group.encode()).hexdigest()[:8], 16)
+    return (h % 1000) < fraction * 1000

@@ -42,3 +42,14 @@ class Backend(Protocol):
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """crops: (N, 96, 96) uint8 -> float32 (N, K, 2) keypoints in crop pixels. N may be 0."""
         ...
+
+
+def crops_to_input(crops: np.ndarray, input_size: int = 96) -> np.ndarray:
+    """(N, S, S) uint8 crops -> contiguous float32 (N, 1, S, S) pixels 0..255: every backend's graph input.
+
+    ValueError for any other shape (a programming error, not a user one).
+    """
+    crops = np.asarray(crops)
+    if crops.ndim != 3 or crops.shape[1:] != (input_size, input_size):
+        raise ValueError(f"crops must be (N, {input_size}, {input_size}), got {crops.shape}")
+    return np.ascontiguousarray(crops[:, None], dtype=np.float32)

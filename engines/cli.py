@@ -1,0 +1,57 @@
+"""The `fkd-track export` command: checkpoint -> ONNX, and optionally ONNX -> TensorRT FP16/FP32 engine.
+
+A plain typed function; tracker/cli.py registers it. torch and tensorrt are imported only when it runs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from engines.backend import ModelError
+from engines.model_file import model_kind, require_model_file
+from tracker.errors import UserError
+
+
+def export(
+    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), or an .onnx to build an engine from."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX to write (default: checkpoint path, .onnx)."),
+    engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine to build (TensorRT + GPU)."),
+    fp16: bool = typer.Option(True, "--fp16/--fp32", help="Engine precision."),
+    min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch the engine accepts."),
+    opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes for."),
+    max_batch: int = typer.Option(64, "--max-batch", help="Largest batch the engine accepts."),
+) -> None:
+    """Export a trained model to ONNX (dynamic batch, self-describing) and optionally a TensorRT engine."""
+    src = require_model_file(str(model))
+    kind = model_kind(src)
+    if kind == "engine":
+        raise ModelError(f"{src} is already a TensorRT engine; pass the .pt checkpoint or its .onnx")
+    if engine is not None:
+        from engines.tensorrt_env import import_tensorrt
+
+        if not 1 <= min_batch <= opt_batch <= max_batch:
+            raise UserError("need 1 <= --min-batch <= --opt-batch <= --max-batch, "
+                            f"got {min_batch}, {opt_batch}, {max_batch}")
+        import_tensorrt()  # fail before writing anything when TensorRT is missing
+    if kind == "pt":
+        from engines.export import export_onnx
+
+        onnx_path = str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))
+        export_onnx(src, onnx_path)
+        typer.echo(f"wrote {onnx_path}")
+    else:
+        if onnx is not None:
+            raise UserError(f"{src} is already ONNX; drop --onnx (or pass the .pt checkpoint to re-export)")
+        if engine is None:
+            raise UserError(f"{src} is already ONNX; add --engine OUT.engine to build a TensorRT engine")
+        from engines.ort_backend import OrtBackend
+
+        OrtBackend(src)  # validates shape and metadata before the long build
+        onnx_path = src
+    if engine is not None:
+        from engines.tensorrt_build import build_engine
+
+        build_engine(onnx_path, str(engine), fp16=fp16, batch_range=(min_batch, opt_batch, max_batch))
+        typer.echo(f"wrote {engine} and {engine}.json")

@@ -1,0 +1,95 @@
+"""torch checkpoint -> self-describing ONNX: raw-pixel input "crops", crop-pixel output "keypoints".
+
+Dynamic batch axis, opset 18 (TensorRT 10's ONNX parser reads it), BatchNorm folded, metadata as JSON strings.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import os
+
+import numpy as np
+import torch
+
+from engines.backend import ModelError
+from engines.model_file import sha256_file
+from engines.model_meta import INPUT_NAME, OUTPUT_NAME, info_to_metadata
+from engines.pixel_model import load_pixel_model
+
+OPSET = 18  # the dynamo exporter's native opset; TensorRT 10 parses opsets 9 and up to at least 20
+PARITY_PX = 0.01  # max |ONNX Runtime - torch| allowed right after export, in crop pixels
+
+
+def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify: bool = True) -> str:
+    """Export a train/ checkpoint to ONNX at onnx_path (written atomically); returns onnx_path.
+
+    With verify, ONNX Runtime runs the written file on a fixed batch and must match torch FP32 within
+    PARITY_PX pixels.
+    """
+    import onnx
+
+    model, info = load_pixel_model(str(checkpoint_path))
+    info.extra["source_sha256"] = sha256_file(str(checkpoint_path))
+    size = info.input_size
+    example = torch.from_numpy(_probe_batch(4, size))
+    proto = _to_onnx(model, example, opset)
+    for key, value in info_to_metadata(info).items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    proto.doc_string = f"fkd-track keypoint model ({info.arch}, {info.num_keypoints} keypoints)"
+    onnx.checker.check_model(proto, full_check=True)
+    onnx_path = os.fspath(onnx_path)
+    os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
+    tmp = f"{onnx_path}.tmp"
+    try:
+        onnx.save_model(proto, tmp)
+        if verify:
+            _verify(model, tmp, onnx_path, size)
+        os.replace(tmp, onnx_path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+    return onnx_path
+
+
+def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
+    """Trace with torch.export (the default exporter since torch 2.9), quietly; returns the ModelProto."""
+    batch = torch.export.Dim("batch", min=1, max=65536)
+    quiet, log = io.StringIO(), logging.getLogger("torch.onnx")
+    level = log.level
+    log.setLevel(logging.ERROR)  # hides the "torchvision is not installed" notices
+    try:
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+            program = torch.onnx.export(
+                model, (example,), dynamo=True, opset_version=opset, optimize=True, verbose=False,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes={"crops": {0: batch}},
+            )
+    finally:
+        log.setLevel(level)
+    if program is None:  # pragma: no cover - only the legacy exporter returns None
+        raise ModelError("torch.onnx.export returned no program")
+    return program.model_proto
+
+
+def _probe_batch(n: int, size: int) -> np.ndarray:
+    """A fixed, face-like-contrast float32 batch of pixels 0..255 for export and parity checks."""
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    base = 128 + 80 * np.sin(6 * xx) * np.cos(4 * yy)
+    noise = rng.normal(0, 25, (n, 1, size, size))
+    return np.clip(base + noise, 0, 255).astype(np.float32)
+
+
+def _verify(model: torch.nn.Module, tmp_path: str, onnx_path: str, size: int) -> None:
+    import onnxruntime as ort
+
+    x = _probe_batch(3, size)
+    sess = ort.InferenceSession(tmp_path, providers=["CPUExecutionProvider"])
+    got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    with torch.no_grad():
+        want = model(torch.from_numpy(x)).numpy()
+    diff = float(np.abs(got - want).max())
+    if not diff < PARITY_PX:
+        raise ModelError(f"{onnx_path}: exported graph differs from torch by {diff:.4f} px (> {PARITY_PX})")

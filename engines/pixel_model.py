@@ -1,0 +1,40 @@
+"""The torch model as the engines see it: raw 0..255 crops in, crop-pixel keypoints out.
+
+Wraps a train/ network so normalisation lives in one place, shared by the ONNX export and the torch backend.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from engines.backend import ModelError, ModelInfo
+from engines.model_file import require_model_file
+from engines.model_meta import info_from_checkpoint
+
+
+class PixelModel(nn.Module):
+    """float (N, 1, S, S) pixels 0..255 -> float (N, K, 2) crop pixels; the network sees pixel/255."""
+
+    def __init__(self, net: nn.Module, num_keypoints: int, input_size: int = 96) -> None:
+        super().__init__()
+        self.net = net
+        self.num_keypoints = num_keypoints
+        self.half = input_size / 2.0
+
+    def forward(self, crops: torch.Tensor) -> torch.Tensor:
+        targets = self.net(crops / 255.0)
+        return targets.reshape(-1, self.num_keypoints, 2) * self.half + self.half
+
+
+def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:
+    """Load a train/ checkpoint as an eval-mode PixelModel plus its ModelInfo; ModelError on a bad file."""
+    from train.checkpoint import CheckpointError, load_checkpoint
+
+    path = require_model_file(str(checkpoint_path))
+    try:
+        net, ckpt = load_checkpoint(path)
+    except CheckpointError as err:
+        raise ModelError(str(err)) from None
+    info = info_from_checkpoint(path, ckpt)
+    return PixelModel(net, info.num_keypoints, info.input_size).eval(), info

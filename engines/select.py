@@ -1,0 +1,88 @@
+"""Pick and open a backend for a model file: `load_backend(model_path, backend)` is what the tracker calls.
+
+auto: TensorRT where an engine and a GPU exist, then torch on CUDA, then ONNX Runtime (faster on CPU).
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import importlib.util
+import os
+
+from engines.backend import Backend, ModelError
+from engines.model_file import model_kind, require_model_file
+from tracker.errors import UserError
+
+BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
+KIND_OF_BACKEND = {"onnxruntime": "onnx", "torch": "pt", "tensorrt": "engine"}
+
+
+def default_model_path() -> str:
+    """The packaged default model, tracker/assets/default.onnx."""
+    return str(importlib.resources.files("tracker") / "assets" / "default.onnx")
+
+
+def load_backend(model_path: str | os.PathLike | None = None, backend: str = "auto") -> Backend:
+    """Open `model_path` (None: the packaged default) with the named backend, or the best one for `auto`.
+
+    Model errors (missing, empty, truncated, wrong shape, built for another machine) raise ModelError
+    naming the file; torch is imported only for .pt files, the torch backend or a CUDA check beside a .pt.
+    """
+    if backend not in BACKENDS:
+        raise UserError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if model_path is None:
+        path = default_model_path()
+        if not os.path.isfile(path):
+            raise ModelError(f"the default model {path} is missing; pass --model (.onnx, .pt or .engine)")
+    else:
+        path = os.fspath(model_path)
+    require_model_file(path)
+    kind = model_kind(path)
+    if backend == "auto":
+        return _auto(path, kind)
+    if KIND_OF_BACKEND[backend] != kind:
+        raise ModelError(f"{path}: the {backend} backend runs .{KIND_OF_BACKEND[backend]} files, not .{kind}")
+    return _open(backend, path)
+
+
+def _open(backend: str, path: str, device: str | None = None) -> Backend:
+    if backend == "onnxruntime":
+        from engines.ort_backend import OrtBackend
+
+        return OrtBackend(path)
+    if backend == "torch":
+        from engines.torch_backend import TorchBackend
+
+        return TorchBackend(path, device=device)
+    from engines.tensorrt_backend import TensorRTBackend
+
+    return TensorRTBackend(path)
+
+
+def _auto(path: str, kind: str) -> Backend:
+    """.engine -> TensorRT; .pt -> torch (CUDA when present); .onnx -> a matching sibling engine on a GPU,
+    else a matching sibling .pt on CUDA, else ONNX Runtime."""
+    if kind == "engine":
+        return _open("tensorrt", path)
+    if kind == "pt":
+        return _open("torch", path)
+    ort_backend = _open("onnxruntime", path)
+    stem = os.path.splitext(path)[0]
+    engine = stem + ".engine"
+    if os.path.isfile(engine) and importlib.util.find_spec("tensorrt") is not None:
+        from engines.engine_sidecar import built_from
+
+        if built_from(engine, path):
+            try:
+                return _open("tensorrt", engine)
+            except UserError:
+                pass  # engine for another GPU / TensorRT, or no GPU: fall through
+    checkpoint = stem + ".pt"
+    source = ort_backend.info.extra.get("source_sha256")
+    if source and os.path.isfile(checkpoint) and importlib.util.find_spec("torch") is not None:
+        from engines.model_file import sha256_file
+        from engines.tensorrt_env import current_gpu
+
+        if current_gpu() is not None and sha256_file(checkpoint) == source:
+            return _open("torch", checkpoint, device="cuda")
+    return ort_backend

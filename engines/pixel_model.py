@@ -23,8 +23,8 @@ class PixelModel(nn.Module):
         self.half = input_size / 2.0
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
-        targets = self.net(crops / 255.0)
-        return targets.reshape(-1, self.num_keypoints, 2) * self.half + self.half
+        targets = self.net(crops / 255.0)  # in the network's dtype (FP16 on the CUDA backend)
+        return targets.float().reshape(-1, self.num_keypoints, 2) * self.half + self.half  # FP32 scaling
 
 
 def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:

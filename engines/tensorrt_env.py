@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tracker.errors import UserError
+from engines.backend import ModelError
 
 INSTALL_HINT = (
     "install it with `pip install fkd-track[tensorrt]` (or NVIDIA's TensorRT installation guide) "
@@ -15,8 +15,8 @@ INSTALL_HINT = (
 )
 
 
-class TensorRTMissing(UserError):
-    """TensorRT (or the CUDA device it needs) is not available on this machine."""
+class TensorRTMissing(ModelError):
+    """TensorRT is not installed, so engines can be neither built nor run here."""
 
 
 def tensorrt_available() -> bool:

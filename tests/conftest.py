@@ -69,3 +69,29 @@ def video_path(shared_data) -> Path:
 @pytest.fixture(scope="session")
 def all_video_paths(shared_data) -> list[Path]:
     return sorted((shared_data / "videos").glob("*.avi"))
+
+
+@dataclass
+class CliResult:
+    code: int
+    out: str
+    err: str
+
+
+def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> CliResult:
+    """Run `fkd-track ARGS` in a fresh process, as a user would; returns exit code, stdout, stderr."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", "from tracker.cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
+    )
+    return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+@pytest.fixture(scope="session")
+def cli():
+    """The `run_cli` function, as a fixture."""
+    return run_cli

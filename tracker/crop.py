@@ -146,7 +146,7 @@ class BoxCalibration:
 
 # Fitted by `fkd-track train prepare` on the shared YouTube-Faces + MTFL training faces where the
 # Haar cascade found the face (its log prints the refit); the tracker uses these defaults.
-HAAR_CALIBRATION = BoxCalibration(along=0.25, across=0.0, size_eye=1.2, size_mouth=1.5)
+HAAR_CALIBRATION = BoxCalibration(along=0.293, across=-0.004, size_eye=1.525, size_mouth=1.116)
 
 ANCHORS = ("left_eye_center", "right_eye_center", "mouth_left_corner", "mouth_right_corner")
 

@@ -111,9 +111,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     tr_crops, tr_pts = crops[train_idx], points[train_idx]
     va_crops, va_pts = crops[val_idx], points[val_idx]
 
-    model = create_model(cfg.arch, len(kps), **cfg.arch_kwargs).to(device)
-    if device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    # channels-last is faster for these convolutions on CUDA and on CPU (oneDNN) alike
+    model = create_model(cfg.arch, len(kps), **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp_dtype = torch.bfloat16 if (cfg.amp and device.type == "cuda") else None
 
@@ -163,8 +162,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                 idx = perm[i : i + cfg.batch]
                 x, q = augment_batch(tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment, generator=gen)
                 y, m = to_targets(q)
-                if device.type == "cuda":
-                    x = x.contiguous(memory_format=torch.channels_last)
+                x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                     pred = model(x)
                 loss = loss_fn(pred.float(), y, m)

@@ -1,0 +1,131 @@
+"""The dataset spec parser on every row of the real shared files, and on broken copies of them."""
+
+from __future__ import annotations
+
+
+import numpy as np
+import pytest
+
+from tests.conftest import KAGGLE_LABELS, MTFL_SPEC, YTF_SPEC
+from train.datasets import DatasetError, is_validation, load_dataset
+from tracker.keypoints import KAGGLE15
+
+LE, RE = KAGGLE15.index("left_eye_center"), KAGGLE15.index("right_eye_center")
+ML, MR = KAGGLE15.index("mouth_left_corner"), KAGGLE15.index("mouth_right_corner")
+
+
+def test_ytf_every_row_with_all_15_keypoints(shared_data):
+    fs = load_dataset(YTF_SPEC)
+    assert len(fs) == 3531
+    assert np.isfinite(fs.keypoints).all()
+    # subject's left = image right, for eyes and mouth corners, on nearly every frame
+    assert (fs.keypoints[:, LE, 0] > fs.keypoints[:, RE, 0]).mean() > 0.97
+    assert (fs.keypoints[:, ML, 0] > fs.keypoints[:, MR, 0]).mean() > 0.97
+    # the left eye centre is the mean of iBUG points 42..47: first row, computed by hand from the CSV
+    import csv
+
+    with open(YTF_SPEC.split(":", 1)[1]) as f:
+        row = list(csv.reader(f))[1]
+    xs = [float(row[1 + 2 * i]) for i in range(42, 48)]
+    assert fs.keypoints[0, LE, 0] == pytest.approx(np.mean(xs))
+    assert fs.images[0].endswith("training/Luis_Fonsi_21.jpg")
+    assert fs.groups[0] == "ytf/Luis_Fonsi"
+
+
+def test_mtfl_every_row_with_its_five_points_and_attributes(shared_data):
+    fs = load_dataset(MTFL_SPEC)
+    assert len(fs) == 10000
+    labelled = np.isfinite(fs.keypoints).all(axis=2)
+    assert (labelled.sum(axis=1) == 5).all()
+    assert set(np.flatnonzero(labelled[0])) == {LE, RE, KAGGLE15.index("nose_tip"), ML, MR}
+    # first line: image-left eye x = 107.25 is the subject's RIGHT eye
+    assert fs.keypoints[0, RE, 0] == 107.25 and fs.keypoints[0, LE, 0] == 147.75
+    assert fs.keypoints[0, MR, 0] == 106.25 and fs.keypoints[0, ML, 0] == 140.75
+    assert fs.keypoints[0, LE, 1] == 113.25 and fs.keypoints[0, MR, 1] == 158.75
+    assert (fs.keypoints[:, LE, 0] > fs.keypoints[:, RE, 0]).mean() > 0.97
+    # Aaron_Eckhart: male, not smiling, no glasses, frontal -> 0, 0, 0, pose index 2
+    assert fs.attributes[0].tolist() == [0, 0, 0, 2]
+    assert set(np.unique(fs.attributes[:, 3])) <= {0, 1, 2, 3, 4}
+    assert fs.images[6000].replace("\\", "/").split("/")[-2] == "net_7876"
+
+
+def test_kaggle_label_table(shared_data):
+    fs = load_dataset(f"kaggle:{KAGGLE_LABELS}")
+    assert len(fs) == 7049
+    assert np.isfinite(fs.keypoints).all(axis=(1, 2)).sum() == 2140
+    assert fs.keypoints[0, LE, 0] == pytest.approx(66.0335639098)
+    assert fs.keypoints[0, RE, 0] == pytest.approx(30.2270075188)
+    assert not fs.has_images
+
+
+def test_kaggle_training_format_with_images(tmp_path, shared_data):
+    rng = np.random.default_rng(0)
+    header = open(KAGGLE_LABELS).readline().strip()
+    rows = open(KAGGLE_LABELS).read().splitlines()[1:4]
+    with open(tmp_path / "training.csv", "w") as f:
+        f.write(header + ",Image\n")
+        for r in rows:
+            f.write(r + "," + " ".join(str(v) for v in rng.integers(0, 256, 9216)) + "\n")
+    fs = load_dataset(f"kaggle:{tmp_path / 'training.csv'}")
+    assert len(fs) == 3 and fs.precropped and fs.load_image(0).shape == (96, 96)
+
+
+def _copy_with_line(src: str, dst, lineno: int, text: str) -> str:
+    lines = open(src).read().splitlines(keepends=True)
+    lines[lineno - 1] = text
+    with open(dst, "w") as f:
+        f.writelines(lines)
+    return str(dst)
+
+
+def test_malformed_rows_name_file_and_line_or_are_skipped(tmp_path, shared_data):
+    src = MTFL_SPEC.split(":", 1)[1]
+    bad = _copy_with_line(src, tmp_path / "training.txt", 3, r" lfw_5590\x.jpg 1 2 3" + "\n")
+    with pytest.raises(DatasetError, match=r"training.txt:3: expected 15 fields"):
+        load_dataset(f"mtfl:{bad}")
+    fs = load_dataset(f"mtfl:{bad}", skip_bad=True)
+    assert len(fs) == 9999 and len(fs.skipped) == 1
+
+
+def test_nan_only_and_non_numeric_rows(tmp_path, shared_data):
+    src = YTF_SPEC.split(":", 1)[1]
+    nan_row = "x.jpg," + ",".join(["nan"] * 136) + "\n"
+    bad = _copy_with_line(src, tmp_path / "training_frames_keypoints.csv", 5, nan_row)
+    (tmp_path / "training").mkdir()
+    with pytest.raises(DatasetError, match=r":5: no keypoint labelled"):
+        load_dataset(f"ytf:{bad}")
+    bad = _copy_with_line(src, tmp_path / "training_frames_keypoints.csv", 7, "x.jpg," + ",".join(["abc"] * 136) + "\n")
+    with pytest.raises(DatasetError, match=r":7: non-numeric"):
+        load_dataset(f"ytf:{bad}")
+
+
+def test_missing_files_and_bad_specs(tmp_path):
+    with pytest.raises(DatasetError, match="not found"):
+        load_dataset(f"ytf:{tmp_path / 'nope_frames_keypoints.csv'}")
+    with pytest.raises(DatasetError, match="FORMAT:PATH"):
+        load_dataset("celeba:/x.csv")
+    (tmp_path / "empty.csv").write_text("")
+    with pytest.raises(DatasetError, match="empty"):
+        load_dataset(f"kaggle:{tmp_path / 'empty.csv'}")
+
+
+def test_undecodable_image_is_reported(tmp_path, shared_data):
+    src = YTF_SPEC.split(":", 1)[1]
+    lines = open(src).read().splitlines(keepends=True)[:3]
+    (tmp_path / "training").mkdir()
+    for line in lines[1:]:
+        name = line.split(",", 1)[0]
+        (tmp_path / "training" / name).write_bytes(b"not a jpeg")
+    (tmp_path / "training_frames_keypoints.csv").write_text("".join(lines))
+    fs = load_dataset(f"ytf:{tmp_path / 'training_frames_keypoints.csv'}")
+    with pytest.raises(DatasetError, match="cannot be decoded"):
+        fs.load_image(0)
+
+
+def test_split_is_deterministic_and_by_identity(shared_data):
+    fs = load_dataset(YTF_SPEC)
+    val = np.array([is_validation(g) for g in fs.groups])
+    assert 0.03 < val.mean() < 0.25
+    for g in set(fs.groups):
+        flags = {v for v, gg in zip(val, fs.groups, strict=True) if gg == g}
+        assert len(flags) == 1

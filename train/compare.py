@@ -1,0 +1,49 @@
+"""The paper's Table 2 experiment: CNN + complete-only loss, CNN + masked loss, ML-ResNet + masked loss.
+
+All three train on the same prepared split and are scored by `train.evaluate` on its validation faces.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable
+from dataclasses import replace
+
+from train.evaluate import evaluate
+from train.fit import FitConfig, fit, plot_losses
+
+PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"))
+
+
+def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepared",
+            log: Callable[[str], None] = print) -> str:
+    """Train each (arch, loss) run, evaluate its best checkpoint, write table.md + loss_curves.png; returns the table."""
+    from engines.select import load_backend
+
+    os.makedirs(out_dir, exist_ok=True)
+    rows, histories = [], {}
+    for arch, loss in runs:
+        name = f"{arch}+{loss}"
+        run_dir = os.path.join(out_dir, name)
+        t0 = time.perf_counter()
+        fit(replace(base, arch=arch, loss=loss, out=run_dir), log=log)
+        minutes = (time.perf_counter() - t0) / 60
+        import pandas as pd
+
+        histories[name] = pd.read_csv(os.path.join(run_dir, "metrics.csv")).to_dict("records")
+        m = evaluate(load_backend(os.path.join(run_dir, "best.pt"), "torch"), base.data, crop=crop)
+        rows.append((arch, loss, histories[name][-1]["train_loss"], m, minutes, len(histories[name])))
+    plot_losses(histories, os.path.join(out_dir, "loss_curves.png"))
+    lines = [
+        "| model | loss | train loss | val RMSE (px) | failure rate (>9.6 px) | NME (inter-ocular) | epochs | minutes |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for arch, loss, train_loss, m, minutes, epochs in rows:
+        nme = f"{m['nme_interocular']:.4f}" if m["nme_interocular"] is not None else "n/a"
+        lines.append(f"| {arch} | {loss} | {train_loss:.5f} | {m['rmse_px']:.3f} | {100 * m['failure_rate']:.2f}% "
+                     f"| {nme} | {epochs} | {minutes:.1f} |")
+    table = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "table.md"), "w") as f:
+        f.write(table)
+    return table

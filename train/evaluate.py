@@ -1,0 +1,172 @@
+"""Accuracy of a model on faces: masked RMSE (Kaggle metric), the paper's failure rate, inter-ocular NME.
+
+Faces come from a dataset spec (every row) or a prepared file (its validation split); any backend runs them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+
+import numpy as np
+
+from engines.backend import Backend
+from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, to_crop
+from tracker.haar import HaarDetector
+from tracker.keypoints import KeypointSet, get_keypoint_set
+from train.datasets import DatasetError, FaceSet, load_dataset
+from train.prepare import load_prepared, match_detection
+
+CROP_MODES = ("landmarks", "detector", "prepared")
+
+
+@dataclass
+class EvalFaces:
+    """Face crops with their true keypoints in crop pixels, ready for a backend."""
+
+    crops: np.ndarray  # (N, 96, 96) uint8
+    truth: np.ndarray  # (N, K, 2), NaN where unlabelled
+    n_total: int  # faces asked for (detector misses included)
+
+
+def _landmark_box(points: np.ndarray, kps: KeypointSet) -> FaceBox | None:
+    return box_from_keypoints(points, kps)
+
+
+def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str, detector: HaarDetector | None = None) -> EvalFaces:
+    """Crop the given rows of a FaceSet by landmarks (calibrated box) or by the Haar detector."""
+    crops, truth = [], []
+    for i in rows:
+        img, pts = fs.load_image(int(i)), fs.keypoints[int(i)]
+        if fs.precropped:
+            box = FaceBox(img.shape[1] / 2.0 - 0.5, img.shape[0] / 2.0 - 0.5, float(img.shape[1]))
+        elif crop == "detector":
+            detector = detector or HaarDetector()
+            box = match_detection(detector.detect(img), pts, _landmark_box(pts, fs.kps))
+        else:
+            box = _landmark_box(pts, fs.kps)
+        if box is None:
+            continue
+        c, m = crop_face(img, box, CROP_SIZE)
+        crops.append(c)
+        truth.append(to_crop(pts, m))
+    k = len(fs.kps)
+    return EvalFaces(
+        np.array(crops, np.uint8).reshape(-1, CROP_SIZE, CROP_SIZE), np.array(truth).reshape(-1, k, 2), len(rows)
+    )
+
+
+def faces_from_prepared(path: str, crop: str) -> tuple[EvalFaces, KeypointSet]:
+    """The validation split of a prepared file: its stored crops, or re-cropped from the source images."""
+    p = load_prepared(path)
+    kps = get_keypoint_set(p.meta["keypoints"])
+    val = np.flatnonzero(p.val)
+    if crop == "prepared":
+        m = int(p.margin)
+        crops = p.crops[val, m : m + CROP_SIZE, m : m + CROP_SIZE]
+        return EvalFaces(np.ascontiguousarray(crops), p.keypoints[val].astype(np.float64) - p.margin, len(val)), kps
+    parts = []
+    for si, spec in enumerate(p.meta["specs"]):
+        rows = p.source_index[val[p.source[val] == si]]
+        if len(rows):
+            try:
+                fs = load_dataset(spec, skip_bad=True)
+            except DatasetError as err:
+                raise DatasetError(f"{path}: cannot re-read its source images for --crop {crop}: {err}") from None
+            parts.append(faces_from_set(fs, rows, crop))
+    return EvalFaces(
+        np.concatenate([f.crops for f in parts]), np.concatenate([f.truth for f in parts]), sum(f.n_total for f in parts)
+    ), kps
+
+
+def keypoint_metrics(pred: np.ndarray, truth: np.ndarray, kps: KeypointSet, n_total: int | None = None) -> dict:
+    """Metrics over labelled points, all in 96-px crop pixels.
+
+    rmse_px: root mean square over labelled coordinates (the Kaggle metric); failure_rate: share of labelled
+    points with Euclidean error > 10% of 96 px (the paper's); nme_interocular: mean point error over the true
+    eye-centre distance, per face, averaged over faces with both eye centres; failure_rate_nme10: share of
+    those faces with NME > 0.1; detection_rate: faces cropped / faces asked for.
+    """
+    lab = np.isfinite(truth).all(axis=-1)
+    diff = pred - np.where(np.isfinite(truth), truth, 0.0)
+    sq = (diff**2).sum(-1)
+    err = np.sqrt(sq)
+    n_points = int(lab.sum())
+    per_kp = {
+        name: float(np.sqrt(sq[:, k][lab[:, k]].mean() / 2.0)) if lab[:, k].any() else None
+        for k, name in enumerate(kps.names)
+    }
+    out = {
+        "rmse_px": float(np.sqrt(sq[lab].sum() / max(2 * n_points, 1))),
+        "failure_rate": float((err[lab] > 0.1 * CROP_SIZE).mean()) if n_points else float("nan"),
+        "mean_error_px": float(err[lab].mean()) if n_points else float("nan"),
+        "n_images": int(len(pred)),
+        "n_points": n_points,
+        "detection_rate": float(len(pred) / n_total) if n_total else 1.0,
+        "per_keypoint_rmse_px": per_kp,
+        "nme_interocular": None,
+        "failure_rate_nme10": None,
+    }
+    if kps.has("left_eye_center", "right_eye_center"):
+        le, re = truth[:, kps.index("left_eye_center")], truth[:, kps.index("right_eye_center")]
+        iod = np.linalg.norm(le - re, axis=-1)
+        ok = np.isfinite(iod) & (iod > 1.0)
+        if ok.any():
+            nme = np.array([err[i][lab[i]].mean() / iod[i] for i in np.flatnonzero(ok)])
+            out["nme_interocular"] = float(nme.mean())
+            out["failure_rate_nme10"] = float((nme > 0.1).mean())
+            out["_nme_per_face"] = nme
+    return out
+
+
+def plot_ced(curves: dict[str, np.ndarray], path: str, xmax: float = 0.2) -> None:
+    """Cumulative error distribution: share of faces with inter-ocular NME below x, one line per model."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for name, nme in curves.items():
+        x = np.sort(nme)
+        ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=f"{name} (mean {nme.mean():.3f})")
+    ax.axvline(0.1, color="grey", ls=":", lw=1)
+    ax.set_xlim(0, xmax)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("NME (error / inter-ocular distance)")
+    ax.set_ylabel("share of faces")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 256,
+             ced_png: str | None = None, json_out: str | None = None) -> dict:
+    """Evaluate a loaded backend on a spec (all rows) or a prepared file (validation split)."""
+    if crop not in CROP_MODES:
+        raise DatasetError(f"--crop must be one of {', '.join(CROP_MODES)}")
+    if ":" in data and data.split(":", 1)[0] in ("kaggle", "ytf", "mtfl"):
+        if crop == "prepared":
+            raise DatasetError("--crop prepared needs a prepared file, not a dataset spec")
+        fs = load_dataset(data, skip_bad=True)
+        faces, kps = faces_from_set(fs, np.arange(len(fs)), crop), fs.kps
+    else:
+        faces, kps = faces_from_prepared(data, crop)
+    if len(faces.crops) == 0:
+        raise DatasetError(f"{data}: no face could be cropped for evaluation")
+    names = tuple(backend.info.keypoint_names)
+    if names != kps.names:
+        raise DatasetError(f"model keypoints ({len(names)}) do not match the data's {kps.name} set")
+    pred = np.concatenate([backend.predict(faces.crops[i : i + batch]) for i in range(0, len(faces.crops), batch)])
+    metrics = keypoint_metrics(pred.astype(np.float64), faces.truth, kps, faces.n_total)
+    nme = metrics.pop("_nme_per_face", None)
+    metrics.update({"data": data, "crop": crop, "model": backend.info.path, "backend": backend.name})
+    if ced_png and nme is not None:
+        plot_ced({os.path.basename(backend.info.path): nme}, ced_png)
+    if json_out:
+        with open(json_out, "w") as f:
+            json.dump(metrics, f, indent=2)
+    return metrics

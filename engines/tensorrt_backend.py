@@ -57,6 +57,10 @@ class TensorRTBackend:
             return np.zeros((0, self.info.num_keypoints, 2), np.float32)
         return np.concatenate([self._run(crops[i:i + self.max_batch]) for i in range(0, n, self.max_batch)])
 
+    def synchronize(self) -> None:
+        """Wait for this backend's CUDA stream; the bench harness calls it around timings."""
+        self.stream.synchronize()
+
     def _run(self, crops: np.ndarray) -> np.ndarray:
         torch, n = self._torch, len(crops)
         batch = max(n, self.min_batch)  # padded rows hold stale pixels; their outputs are dropped

@@ -42,6 +42,11 @@ class TorchBackend:
         outs = [self._run(pixels[i:i + step]) for i in range(0, len(pixels), step)]
         return torch.cat(outs).cpu().numpy()
 
+    def synchronize(self) -> None:
+        """Wait for queued GPU work (a no-op on the CPU); the bench harness calls it around timings."""
+        if self.cuda:
+            torch.cuda.synchronize(self.device)
+
     def _run(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, S, S) uint8 on the GPU -> (n, K, 2) float32 on the GPU, via a CUDA graph when enabled."""
         n = len(pixels)

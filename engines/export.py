@@ -9,6 +9,7 @@ import contextlib
 import io
 import logging
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -61,7 +62,8 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
     level = log.level
     log.setLevel(logging.ERROR)  # hides the "torchvision is not installed" notices
     try:
-        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet):
+        with contextlib.redirect_stdout(quiet), contextlib.redirect_stderr(quiet), warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notices
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=opset, optimize=True, verbose=False,
                 input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes={"crops": {0: batch}},

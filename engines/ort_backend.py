@@ -38,8 +38,10 @@ class OrtBackend:
         try:
             self.session = ort.InferenceSession(path, session_options(threads), providers=CPU)
         except Exception as err:  # ORT raises its own Fail/InvalidGraph/... types for bad files
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise ModelError(f"{path} is not a loadable ONNX model (truncated or corrupt): {first}") from None
+            text = str(err).strip() or type(err).__name__
+            detail = text.splitlines()[0].split("failed:", 1)[-1].strip()  # drop ORT's code and path prefix
+            msg = f"{path} is not a loadable ONNX model (corrupt or truncated): {detail}"
+            raise ModelError(msg) from None
         self.info: ModelInfo = info_from_metadata(path, self.session.get_modelmeta().custom_metadata_map)
         self.input_name, self.output_name = _check_io(self.session, self.info)
 

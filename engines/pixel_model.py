@@ -34,7 +34,8 @@ def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:
     path = require_model_file(str(checkpoint_path))
     try:
         net, ckpt = load_checkpoint(path)
-    except CheckpointError as err:
-        raise ModelError(str(err)) from None
+    except CheckpointError as err:  # torch's own load errors run over many lines: keep the first, capped
+        first = str(err).strip().splitlines()[0]
+        raise ModelError(first if len(first) <= 200 else f"{first[:197]}...") from None
     info = info_from_checkpoint(path, ckpt)
     return PixelModel(net, info.num_keypoints, info.input_size).eval(), info

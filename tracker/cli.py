@@ -5,11 +5,26 @@ Commands are plain functions with typed options; user errors print one line and 
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import asdict
+from pathlib import Path
 
 import typer
 
+from tracker.config import (
+    BENCH_BATCHES,
+    DEFAULT_CAMERA,
+    DEFAULT_OVERLAY,
+    DEFAULT_SMOOTH,
+    DEFAULT_TRACK,
+    CameraParams,
+    OverlayParams,
+    SmoothParams,
+    TrackParams,
+)
 from tracker.errors import UserError
+from tracker.haar import HaarParams
 
 app = typer.Typer(
     name="fkd-track",
@@ -18,6 +33,284 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+
+_HAAR = HaarParams()
+
+# Options shared by the live view, `video` and `bench` (one definition each).
+MODEL = typer.Option(None, "--model", help="Model file: .onnx, .pt or .engine (default: the packaged model).")
+BACKEND = typer.Option("auto", "--backend", help="Inference backend: auto, onnxruntime, torch or tensorrt.")
+DETECT_EVERY = typer.Option(
+    DEFAULT_TRACK.detect_every, "--detect-every", min=1,
+    help="Run the face detector every N frames (and when a track's confidence drops); 1 = every frame.",
+)
+SMOOTH = typer.Option(True, "--smooth/--no-smooth", help="One Euro smoothing of the keypoints (off: raw).")
+MIN_CUTOFF = typer.Option(
+    DEFAULT_SMOOTH.min_cutoff, "--min-cutoff", min=0.0,
+    help="One Euro min cutoff (Hz).",
+)
+BETA = typer.Option(DEFAULT_SMOOTH.beta, "--beta", min=0.0, help="One Euro speed coefficient.")
+D_CUTOFF = typer.Option(DEFAULT_SMOOTH.d_cutoff, "--d-cutoff", min=0.0, help="One Euro speed cutoff (Hz).")
+SCALE_FACTOR = typer.Option(_HAAR.scale_factor, "--scale-factor", min=1.01, help="Haar pyramid scale step.")
+MIN_NEIGHBORS = typer.Option(_HAAR.min_neighbors, "--min-neighbors", min=0, help="Haar neighbours per face.")
+MIN_FACE = typer.Option(_HAAR.min_size, "--min-face", min=8, help="Smallest face side to detect (pixels).")
+MAX_SIDE = typer.Option(
+    _HAAR.max_side, "--max-side", min=64,
+    help="Detect on frames shrunk to this longer side.",
+)
+LABELS = typer.Option(
+    DEFAULT_OVERLAY.labels, "--labels",
+    help="Point labels on the overlay: none, index or name.",
+)
+CSV = typer.Option(None, "--csv", help="Write the keypoint table here (one row per face per frame).")
+OUT = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .avi or .mkv).")
+HEADLESS = typer.Option(False, "--headless", help="No window: progress and FPS on the terminal only.")
+
+
+def _settings(detect_every: int, smooth: bool, min_cutoff: float, beta: float, d_cutoff: float) -> tuple:
+    return (
+        TrackParams(detect_every=detect_every),
+        SmoothParams(enabled=smooth, min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff),
+    )
+
+
+def _haar(scale_factor: float, min_neighbors: int, min_face: int, max_side: int):
+    from tracker.haar import HaarDetector
+
+    return HaarDetector(HaarParams(scale_factor, min_neighbors, min_face, max_side))
+
+
+def _overlay(labels: str) -> OverlayParams:
+    if labels not in ("none", "index", "name"):
+        raise UserError(f"--labels must be none, index or name, not {labels!r}")
+    return OverlayParams(labels=labels)
+
+
+def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, smooth: SmoothParams):
+    from engines.select import load_backend
+    from tracker.pipeline import Pipeline
+
+    return Pipeline(detector, load_backend(None if model is None else str(model), backend), track, smooth)
+
+
+def _outputs(csv: Path | None, out: Path | None, pipeline, fps: float | None):
+    from tracker.csv_out import KeypointCsvWriter
+    from tracker.keypoints import KeypointSet
+    from tracker.video_out import AnnotatedVideoWriter
+
+    kps: KeypointSet = pipeline.kps
+    video = AnnotatedVideoWriter(out, fps or 25.0) if out is not None else None
+    writer = KeypointCsvWriter(csv, kps.columns) if csv is not None else None
+    return writer, video
+
+
+def _close(*things) -> None:
+    for t in things:
+        if t is not None:
+            t.close()
+
+
+def _echo_err(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+@app.callback(invoke_without_command=True)
+def live(
+    ctx: typer.Context,
+    camera: int | None = typer.Option(None, "--camera", min=0, help="Track this camera live (e.g. 0)."),
+    width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=1, help="Camera frame width to ask for."),
+    height: int = typer.Option(
+        DEFAULT_CAMERA.height, "--height", min=1, help="Camera frame height to ask for."
+    ),
+    fps: float = typer.Option(DEFAULT_CAMERA.fps, "--fps", min=1.0, help="Camera frame rate to ask for."),
+    buffer: int = typer.Option(
+        DEFAULT_CAMERA.buffer, "--buffer", min=1, help="Camera driver buffer (1: lowest latency)."
+    ),
+    headless: bool = HEADLESS,
+    csv: Path | None = CSV,
+    out: Path | None = OUT,
+    model: Path | None = MODEL,
+    backend: str = BACKEND,
+    detect_every: int = DETECT_EVERY,
+    smooth: bool = SMOOTH,
+    min_cutoff: float = MIN_CUTOFF,
+    beta: float = BETA,
+    d_cutoff: float = D_CUTOFF,
+    scale_factor: float = SCALE_FACTOR,
+    min_neighbors: int = MIN_NEIGHBORS,
+    min_face: int = MIN_FACE,
+    max_side: int = MAX_SIDE,
+    labels: str = LABELS,
+) -> None:
+    """Live view: `fkd-track --camera 0` tracks the webcam (q or Esc quits). Commands below do the rest."""
+    if ctx.invoked_subcommand is not None:
+        if camera is not None:
+            raise UserError("--camera starts the live view; use it without a command")
+        return
+    if camera is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
+    from tracker.live import require_display, run_live
+    from tracker.sources import CameraSource
+
+    overlay = _overlay(labels)
+    source = CameraSource(camera, CameraParams(width=width, height=height, fps=fps, buffer=buffer,
+                                               open_timeout_s=DEFAULT_CAMERA.open_timeout_s))
+    writer = video = None
+    try:
+        if not headless:
+            require_display()
+        track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
+        detector = _haar(scale_factor, min_neighbors, min_face, max_side)
+        pipeline = _pipeline(model, backend, detector, track, smoothing)
+        writer, video = _outputs(csv, out, pipeline, source.fps)
+        h, w = source.frame_size
+        _echo_err(f"camera {camera}: {w}x{h} at {source.fps:g} fps, engine {pipeline.backend.name}")
+        stats, dropped = run_live(source, pipeline, headless, _echo_err, csv=writer, video=video,
+                                  overlay=overlay)
+    finally:
+        _close(writer, video, source)
+    _echo_err(f"{stats.frames} frames at {stats.fps:.1f} fps ({dropped} camera frames skipped to keep up)")
+
+
+@app.command()
+def video(
+    inputs: list[Path] = typer.Argument(..., help="Video file(s) or image folder(s), played as one stream."),
+    csv: Path | None = CSV,
+    out: Path | None = OUT,
+    headless: bool = HEADLESS,
+    model: Path | None = MODEL,
+    backend: str = BACKEND,
+    detect_every: int = DETECT_EVERY,
+    smooth: bool = SMOOTH,
+    min_cutoff: float = MIN_CUTOFF,
+    beta: float = BETA,
+    d_cutoff: float = D_CUTOFF,
+    scale_factor: float = SCALE_FACTOR,
+    min_neighbors: int = MIN_NEIGHBORS,
+    min_face: int = MIN_FACE,
+    max_side: int = MAX_SIDE,
+    labels: str = LABELS,
+    folder_fps: float = typer.Option(25.0, "--folder-fps", min=0.01, help="Frame rate of image folders."),
+) -> None:
+    """Track every frame of a video (or image folder): keypoint CSV, annotated video, progress bar.
+
+    Shows the frames in a window when a display exists (q or Esc stops early), unless --headless.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from tracker.live import Window, display_available
+    from tracker.sources import open_inputs
+    from tracker.stream import run_stream
+
+    overlay = _overlay(labels)
+    show = not headless and display_available()
+    source = open_inputs([str(p) for p in inputs], folder_fps)
+    writer = video_out = window = None
+    try:
+        track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
+        detector = _haar(scale_factor, min_neighbors, min_face, max_side)
+        pipeline = _pipeline(model, backend, detector, track, smoothing)
+        writer, video_out = _outputs(csv, out, pipeline, source.fps)
+        if show:
+            window = Window(f"fkd-track: {source.name} (q or Esc to stop)")
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[fps]}"), TimeRemainingColumn())
+        with Progress(*columns, console=_stderr_console(), transient=False) as progress:
+            task = progress.add_task(source.name, total=source.frame_count, fps="")
+
+            def on_frame(result, image) -> bool:
+                progress.update(task, advance=1, fps=f"{result.index + 1} frames")
+                return window.show(image) if window is not None else True
+
+            stats = run_stream(source, pipeline, csv=writer, video=video_out, overlay=overlay,
+                               draw=window is not None or video_out is not None, on_frame=on_frame)
+    finally:
+        _close(window, writer, video_out, source)
+    _echo_err(
+        f"{stats.frames} frames at {stats.fps:.1f} fps; a face in {stats.frames_with_face}; "
+        f"{len(stats.face_ids)} face id(s); detector ran on {stats.detections}"
+    )
+    if writer is not None:
+        _echo_err(f"wrote {csv} ({writer.rows} rows)")
+    if video_out is not None:
+        _echo_err(f"wrote {out} ({video_out.frames} frames)")
+
+
+@app.command()
+def cameras(
+    max_index: int = typer.Option(10, "--max-index", min=1, help="Try camera indices 0 .. N-1."),
+) -> None:
+    """List the camera indices that open and deliver a frame."""
+    from tracker.sources import list_cameras
+
+    found = list_cameras(max_index)
+    if not found:
+        raise UserError(f"no working camera at indices 0-{max_index - 1}; try `fkd-track video FILE`")
+    for index, w, h in found:
+        typer.echo(f"{index}: {w}x{h}")
+
+
+@app.command()
+def bench(
+    video: Path | None = typer.Option(None, "--video", help="Also time this video end to end, two ways."),
+    backend: str = typer.Option("auto", "--backend", help="auto, all, or one backend name."),
+    batch: str = typer.Option(BENCH_BATCHES, "--batch", help="Comma-separated batch sizes to time."),
+    json_out: Path | None = typer.Option(None, "--json", help="Write all results as JSON here."),
+    model: Path | None = MODEL,
+    seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Seconds timed per backend and batch."),
+    detect_every: int = DETECT_EVERY,
+) -> None:
+    """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
+    from engines.bench import format_rows
+    from tracker.bench import (
+        bench_crops,
+        bench_end_to_end,
+        bench_engines,
+        format_end_to_end,
+        open_backends,
+        speedup,
+    )
+
+    sizes = _batch_sizes(batch)
+    backends, skipped = open_backends(None if model is None else str(model), backend)
+    for line in skipped:
+        _echo_err(line)
+    rows = bench_engines(backends, sizes, seconds, bench_crops(video))
+    typer.echo(format_rows(rows))
+    report: dict = {"engines": [asdict(r) for r in rows], "skipped": skipped}
+    if video is not None:
+        track, smoothing = _settings(detect_every, True, DEFAULT_SMOOTH.min_cutoff, DEFAULT_SMOOTH.beta,
+                                     DEFAULT_SMOOTH.d_cutoff)
+        engine = backends[0]
+        detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
+        results = bench_end_to_end(video, engine, detector, track, smoothing)
+        ratio = speedup(results)
+        typer.echo("")
+        typer.echo(format_end_to_end(results, engine.name, video.name))
+        typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
+                   "detecting every frame")
+        report["end_to_end"] = {"video": str(video), "backend": engine.name,
+                                "runs": [r.to_json() for r in results], "speedup": ratio}
+    if json_out is not None:
+        json_out.parent.mkdir(parents=True, exist_ok=True)
+        json_out.write_text(json.dumps(report, indent=2))
+        _echo_err(f"wrote {json_out}")
+
+
+def _batch_sizes(text: str) -> list[int]:
+    try:
+        sizes = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        sizes = []
+    if not sizes or min(sizes) < 1:
+        raise UserError(f"--batch wants positive integers with commas (e.g. {BENCH_BATCHES}), not {text!r}")
+    return sizes
+
+
+def _stderr_console():
+    from rich.console import Console
+
+    return Console(stderr=True)
 
 
 def _register() -> None:
@@ -34,8 +327,11 @@ _register()
 
 def main() -> None:
     """Console entry point: run the app, turning user errors and Ctrl-C into one line each."""
+    from tracker.sources import quiet_video_logs
+
+    quiet_video_logs()
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)
     except UserError as err:
         typer.echo(f"error: {err}", err=True)
         sys.exit(2)
@@ -51,3 +347,9 @@ def main() -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
+    if isinstance(code, int) and code:  # typer.Exit(code) inside a command returns the code here
+        sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

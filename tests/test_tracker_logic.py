@@ -1,0 +1,169 @@
+"""The pure tracking logic: when to detect, matching, stable ids, dropping, duplicates, confidence terms."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from tracker.confidence import detector_agreement, shape_score
+from tracker.config import TrackParams
+from tracker.crop import FaceBox, box_from_keypoints
+from tracker.keypoints import KAGGLE15
+from tracker.mean_shape import MEAN_SHAPE
+from tracker.tracking import Tracker, drop_duplicates, match_boxes
+
+FRAME = (480, 640)
+
+
+def face(cx: float, cy: float, scale: float = 40.0, roll_deg: float = 0.0) -> np.ndarray:
+    """The mean Kaggle face, `scale` px per unit, rolled and centred at (cx, cy): (15, 2) frame pixels."""
+    t = math.radians(roll_deg)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    return MEAN_SHAPE @ rot.T * scale + [cx, cy]
+
+
+def det_box(points: np.ndarray) -> FaceBox:
+    """What a detector agreeing perfectly with the keypoints would report."""
+    return box_from_keypoints(points, KAGGLE15, upright=True)
+
+
+def step(tr: Tracker, index: int, faces: list[np.ndarray], detect: bool) -> list:
+    """One frame: plan (with detections of `faces` when asked), then 'predict' the true face of each slot."""
+    dets = [det_box(f) for f in faces] if detect else None
+    slots = tr.plan(index, dets)
+    pts = []
+    for s in slots:  # the engine sees the face nearest to the crop centre
+        pts.append(min(faces, key=lambda f: np.hypot(*(f.mean(0) - [s.box.cx, s.box.cy]))))
+    return tr.update(index, slots, np.array(pts).reshape(len(slots), 15, 2), FRAME)
+
+
+def test_detection_schedule_every_n_frames():
+    tr = Tracker(TrackParams(detect_every=5), KAGGLE15)
+    assert tr.wants_detection(0)  # nothing tracked yet
+    step(tr, 0, [face(300, 200)], detect=True)
+    asked = []
+    for i in range(1, 16):
+        detect = tr.wants_detection(i)
+        asked += [i] if detect else []
+        assert len(step(tr, i, [face(300, 200)], detect)) == 1
+    assert asked == [5, 10, 15]
+
+
+def test_low_confidence_asks_for_detection_but_not_every_frame():
+    tr = Tracker(TrackParams(detect_every=100, redetect_below=0.5, redetect_gap=2), KAGGLE15)
+    step(tr, 0, [face(300, 200)], detect=True)
+    assert not tr.wants_detection(1)
+    tr.tracks[0].confidence = 0.3
+    assert not tr.wants_detection(1)  # within the gap
+    assert tr.wants_detection(2)
+
+
+def test_nothing_tracked_means_detect_every_frame():
+    tr = Tracker(TrackParams(detect_every=10), KAGGLE15)
+    step(tr, 0, [], detect=True)
+    assert tr.tracks == [] and tr.wants_detection(1)
+
+
+def test_moving_faces_keep_their_ids_and_crop_boxes_follow_the_keypoints():
+    tr = Tracker(TrackParams(detect_every=10), KAGGLE15)
+    tracks = step(tr, 0, [face(150, 200), face(450, 220)], detect=True)
+    ids = {round(t.face_box.cx): t.face_id for t in tracks}
+    assert sorted(ids.values()) == [1, 2]
+    for i in range(1, 40):  # both drift right 3 px a frame; detection every 10 frames
+        faces = [face(150 + 3 * i, 200), face(450 + 3 * i, 220)]
+        tracks = step(tr, i, faces, detect=tr.wants_detection(i))
+        assert len(tracks) == 2
+        left = min(tracks, key=lambda t: t.face_box.cx)
+        assert left.face_id == ids[150]
+        assert abs(left.face_box.cx - det_box(faces[0]).cx) < 1e-6
+    assert tr.next_id == 3  # no face ever got a second id
+
+
+def test_rolled_face_gives_a_rotated_crop_box_unless_upright():
+    pts = face(300, 200, roll_deg=20.0)
+    rolled = Tracker(TrackParams(), KAGGLE15)
+    upright = Tracker(TrackParams(upright=True), KAGGLE15)
+    (t1,) = step(rolled, 0, [pts], detect=True)
+    (t2,) = step(upright, 0, [pts], detect=True)
+    assert abs(t1.box.angle - 20.0) < 1.0
+    assert t2.box.angle == 0.0
+
+
+def test_track_missed_by_the_detector_is_kept_for_a_while_then_dropped():
+    p = TrackParams(detect_every=5, lost_after=12)
+    tr = Tracker(p, KAGGLE15)
+    pts = face(300, 200)
+    step(tr, 0, [pts], detect=True)
+    alive_until = None
+    for i in range(1, 40):
+        # the face is still where it was (the engine keeps finding it) but the detector no longer sees it
+        slots = tr.plan(i, [] if tr.wants_detection(i) else None)
+        tracks = tr.update(i, slots, np.array([pts] * len(slots)).reshape(len(slots), 15, 2), FRAME)
+        if tracks:
+            alive_until = i
+            assert tracks[0].face_id == 1
+            if tracks[0].missed:
+                assert tracks[0].confidence < 1.0
+        else:
+            break
+    assert alive_until is not None and p.lost_after <= alive_until < p.lost_after + p.detect_every
+
+
+def test_scene_cut_drops_all_and_never_reuses_ids():
+    tr = Tracker(TrackParams(), KAGGLE15)
+    step(tr, 0, [face(300, 200)], detect=True)
+    tr.drop_all()
+    assert tr.tracks == [] and tr.wants_detection(1)
+    (t,) = step(tr, 1, [face(300, 200)], detect=True)
+    assert t.face_id == 2
+
+
+def test_face_leaving_the_frame_is_dropped():
+    tr = Tracker(TrackParams(), KAGGLE15)
+    step(tr, 0, [face(300, 200)], detect=True)
+    assert step(tr, 1, [face(700, 200)], detect=False) == []
+
+
+def test_implausible_shape_is_dropped_at_once():
+    tr = Tracker(TrackParams(drop_below=0.05), KAGGLE15)
+    step(tr, 0, [face(300, 200)], detect=True)
+    scrambled = face(300, 200)[np.random.default_rng(0).permutation(15)]
+    slots = tr.plan(1, None)
+    assert tr.update(1, slots, scrambled[None], FRAME) == []
+
+
+def test_drifted_track_is_recropped_from_its_detection():
+    tr = Tracker(TrackParams(match_iou=0.3, reseed_iou=0.5), KAGGLE15)
+    step(tr, 0, [face(300, 200)], detect=True)
+    size = tr.tracks[0].face_box.size
+    moved = face(300 + 0.4 * size, 200)  # far enough that IoU with the old box is between 0.3 and 0.5
+    iou = tr.tracks[0].face_box.iou(det_box(moved))
+    assert 0.3 <= iou < 0.5
+    (slot,) = tr.plan(1, [det_box(moved)])
+    assert slot.track is tr.tracks[0] and slot.box == det_box(moved)
+
+
+def test_match_boxes_is_greedy_one_to_one():
+    a, b = FaceBox(100, 100, 50), FaceBox(300, 100, 50)
+    dets = [FaceBox(305, 100, 50), FaceBox(104, 100, 50), FaceBox(600, 100, 50)]
+    assert match_boxes([a, b], dets, 0.3) == {0: 1, 1: 0}
+    assert match_boxes([a], [FaceBox(100, 100, 50), FaceBox(102, 100, 50)], 0.3) == {0: 0}
+    assert match_boxes([a], [FaceBox(160, 100, 50)], 0.3) == {}
+
+
+def test_duplicates_keep_the_older_track():
+    tr = Tracker(TrackParams(), KAGGLE15)
+    t1, t2 = step(tr, 0, [face(300, 200), face(600, 200)], detect=True)
+    t2.face_box = FaceBox(t1.face_box.cx + 2, t1.face_box.cy, t1.face_box.size)
+    assert [t.face_id for t in drop_duplicates([t2, t1], 0.5)] == [t1.face_id]
+
+
+def test_confidence_terms():
+    assert shape_score(face(0, 0)) == 1.0
+    assert shape_score(face(0, 0, roll_deg=30.0)) == 1.0  # roll is not implausible
+    assert shape_score(face(0, 0)[np.random.default_rng(0).permutation(15)]) < 0.05
+    assert shape_score(np.full((15, 2), np.nan)) == 0.0
+    assert detector_agreement(0.8) == 1.0 and detector_agreement(0.1) == 0.0
+    assert 0.0 < detector_agreement(0.4) < 1.0
+    assert detector_agreement(0.8, missed=True) < detector_agreement(0.8)

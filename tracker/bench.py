@@ -1,0 +1,130 @@
+"""`fkd-track bench`: the engine table (engines/bench.py harness, per backend and batch size) and the
+end-to-end run of a video through the whole tracker, once with tracking and once detecting every frame.
+
+End to end, nothing is written or shown; drawing is done into a copy of each frame so its cost is counted.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, replace
+
+import numpy as np
+
+from engines.backend import Backend
+from engines.bench import BenchRow, bench_backend, crops_from_video
+from tracker.config import SmoothParams, TrackParams
+from tracker.errors import UserError
+from tracker.haar import HaarDetector
+from tracker.pipeline import Pipeline
+from tracker.results import STAGES
+from tracker.sources import VideoSource
+from tracker.stream import run_stream
+
+
+@dataclass
+class EndToEndResult:
+    """One pass over the video."""
+
+    mode: str  # "tracking" or "detect every frame"
+    detect_every: int
+    frames: int
+    detections: int  # frames on which the detector ran
+    frames_with_face: int
+    fps: float
+    stage_ms: dict[str, float]  # mean per frame
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def bench_end_to_end(
+    video: str | os.PathLike,
+    backend: Backend,
+    detector: HaarDetector,
+    track: TrackParams,
+    smooth: SmoothParams,
+) -> list[EndToEndResult]:
+    """Two passes over `video`: with tracking (track.detect_every) and with detection on every frame."""
+    backend.predict(np.zeros((1, 96, 96), np.uint8))  # load and warm the engine outside the timing
+    out = []
+    modes = [("tracking", track), ("detect every frame", replace(track, detect_every=1))]
+    for mode, params in modes:
+        with VideoSource(video) as source:
+            stats = run_stream(source, Pipeline(detector, backend, params, smooth), draw=True)
+        mean = stats.mean_ms()
+        out.append(EndToEndResult(
+            mode=mode, detect_every=params.detect_every, frames=stats.frames, detections=stats.detections,
+            frames_with_face=stats.frames_with_face, fps=stats.fps,
+            stage_ms={s: round(mean.get(s, 0.0), 3) for s in STAGES},
+        ))
+    return out
+
+
+def speedup(results: list[EndToEndResult]) -> float:
+    """Frames per second with tracking over frames per second detecting every frame."""
+    by_mode = {r.mode: r for r in results}
+    base = by_mode["detect every frame"].fps
+    return by_mode["tracking"].fps / base if base > 0 else float("nan")
+
+
+ENGINE_BACKENDS = {"onnxruntime": ".onnx", "torch": ".pt", "tensorrt": ".engine"}
+
+
+def open_backends(model: str | None, backend: str) -> tuple[list[Backend], list[str]]:
+    """The backends to time: one by name (or `auto`), or with `all` every backend that can run the model or
+    its same-named sibling (.onnx, .pt, .engine) here. Returns (backends, one line per backend skipped)."""
+    from engines.select import default_model_path, load_backend
+
+    if backend != "all":
+        return [load_backend(model, backend)], []
+    base = os.path.splitext(model if model is not None else default_model_path())[0]
+    opened, skipped = [], []
+    for name, ext in ENGINE_BACKENDS.items():
+        path = base + ext
+        if not os.path.isfile(path):
+            skipped.append(f"skipped {name}: no {path}")
+            continue
+        try:
+            opened.append(load_backend(path, name))
+        except (UserError, ImportError, OSError) as err:
+            skipped.append(f"skipped {name}: {err}")
+    if not opened:
+        raise UserError("no backend could open the model here: " + "; ".join(skipped))
+    return opened, skipped
+
+
+def bench_crops(video: str | os.PathLike | None, count: int = 64) -> np.ndarray:
+    """Input for the engine table: real face crops from the video, or (without one) seeded noise crops,
+    which a convolutional network takes exactly as long to run."""
+    if video is not None:
+        try:
+            return crops_from_video(video, max_faces=count)
+        except ValueError:
+            pass  # no face in the video: time on noise rather than not at all
+    return np.random.default_rng(0).integers(0, 256, (count, 96, 96), dtype=np.uint8)
+
+
+def bench_engines(
+    backends: list[Backend], batches: list[int], seconds: float, crops: np.ndarray
+) -> list[BenchRow]:
+    """The engines harness over each backend in turn."""
+    rows: list[BenchRow] = []
+    for b in backends:
+        rows += bench_backend(b, crops, batches, seconds=seconds)
+    return rows
+
+
+def format_end_to_end(results: list[EndToEndResult], backend: str, video: str) -> str:
+    """A plain-text table: one line per pass, frames/s and mean ms of each stage."""
+    head = f"end to end: {video}, backend {backend}"
+    cols = f"{'mode':<20}{'every':>6}{'frames':>7}{'detects':>8}{'fps':>8}"
+    cols += "".join(f"{s:>8}" for s in STAGES)
+    lines = [head, cols]
+    for r in results:
+        lines.append(
+            f"{r.mode:<20}{r.detect_every:>6}{r.frames:>7}{r.detections:>8}{r.fps:>8.1f}"
+            + "".join(f"{r.stage_ms[s]:>8.2f}" for s in STAGES)
+        )
+    lines.append("(stage columns: mean ms per frame)")
+    return "\n".join(lines)

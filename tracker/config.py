@@ -1,0 +1,62 @@
+"""Tracker settings as frozen dataclasses: the one place where the CLI's defaults are defined.
+
+Each stage takes its own settings object as an explicit argument; the CLI builds them from its options.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TrackParams:
+    """When to detect, how to match detections to tracks, and when to drop a track."""
+
+    detect_every: int = 10  # run the Haar detector on every N-th frame (1 = every frame)
+    redetect_below: float = 0.5  # ... and on the next frame when a track's confidence falls below this
+    redetect_gap: int = 2  # at most one confidence-triggered detection per this many frames
+    match_iou: float = 0.3  # a detection belongs to a track when their boxes overlap at least this much
+    reseed_iou: float = 0.5  # a matched track whose box overlaps its detection less is re-cropped from it
+    lost_after: int = 25  # drop a track the detector has not confirmed for this many frames
+    drop_below: float = 0.05  # drop a track at once when its confidence falls below this
+    success_above: float = 0.25  # rows with confidence at or above this are written with success=1
+    duplicate_iou: float = 0.5  # two tracks overlapping this much are one face: keep the older
+    scene_cut: float = 0.25  # grey-histogram distance between consecutive frames that marks a cut
+    upright: bool = False  # crop boxes follow the face's roll (False) or stay upright (True)
+
+
+@dataclass(frozen=True)
+class SmoothParams:
+    """One Euro filter settings (Casiez et al. 2012), in frame pixels and seconds."""
+
+    enabled: bool = True
+    min_cutoff: float = 1.0  # Hz: lower = steadier points when the face is still
+    beta: float = 0.02  # speed coefficient: higher = less lag when the face moves fast
+    d_cutoff: float = 1.0  # Hz: cutoff of the speed estimate
+
+
+@dataclass(frozen=True)
+class CameraParams:
+    """What to ask of a camera; drivers may deliver something else."""
+
+    width: int = 640
+    height: int = 480
+    fps: float = 30.0
+    buffer: int = 1  # driver-side frame queue; 1 keeps latency lowest
+    open_timeout_s: float = 5.0  # how long to wait for the first frame
+
+
+@dataclass(frozen=True)
+class OverlayParams:
+    """What the overlay draws besides the points."""
+
+    labels: str = "none"  # "none", "index" or "name" next to each point
+    boxes: bool = True
+    hud: bool = True  # FPS and per-stage timings
+
+
+DEFAULT_TRACK = TrackParams()
+DEFAULT_SMOOTH = SmoothParams()
+DEFAULT_CAMERA = CameraParams()
+DEFAULT_OVERLAY = OverlayParams()
+BENCH_BATCHES = "1,8,64,256"

@@ -1,0 +1,43 @@
+"""The records the pipeline hands to its outputs: one `FaceResult` per face, one `FrameResult` per frame.
+
+Plain dataclasses of numpy arrays and numbers, in frame pixels; outputs (CSV, overlay, video) read only these.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tracker.crop import FaceBox
+
+STAGES = ("decode", "detect", "crop", "infer", "post", "smooth", "draw")
+
+
+@dataclass
+class FaceResult:
+    """One face in one frame."""
+
+    face_id: int
+    points: np.ndarray  # (K, 2) output keypoints in frame pixels (smoothed unless smoothing is off)
+    raw_points: np.ndarray  # (K, 2) the engine's keypoints mapped to the frame, unsmoothed
+    box: FaceBox  # upright face box implied by `points` (calibrated to the Haar detector's boxes)
+    crop_box: FaceBox  # the (possibly rotated) box the engine's crop was taken from
+    confidence: float
+    success: bool
+
+    @property
+    def box_xywh(self) -> tuple[float, float, float, float]:
+        return self.box.to_xywh()
+
+
+@dataclass
+class FrameResult:
+    """Everything known about one processed frame."""
+
+    index: int
+    timestamp_ms: float
+    faces: list[FaceResult]
+    detected: bool  # the detector ran on this frame
+    scene_cut: bool
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, see STAGES

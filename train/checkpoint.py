@@ -52,7 +52,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as err:
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {err})") from None
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fkd-track checkpoint")
     try:

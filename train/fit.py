@@ -93,14 +93,12 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
 
     train_idx = np.flatnonzero(~prepared.val)
     val_idx = np.flatnonzero(prepared.val)
-    if cfg.loss == "complete-only":  # the conventional pipeline drops every partially labelled face
-        complete = np.isfinite(prepared.keypoints).all(axis=(1, 2))
-        train_idx, val_idx_c = train_idx[complete[train_idx]], val_idx
-        val_idx = val_idx_c
-    if cfg.limit:
+    if cfg.limit:  # the same random pool for every loss, so complete-only sees a subset of masked's faces
         rng = np.random.default_rng(cfg.seed)
         train_idx = np.sort(rng.permutation(train_idx)[: cfg.limit])
         val_idx = np.sort(rng.permutation(val_idx)[: max(cfg.limit // 4, 16)])
+    if cfg.loss == "complete-only":  # the conventional pipeline drops every partially labelled face
+        train_idx = train_idx[np.isfinite(prepared.keypoints[train_idx]).all(axis=(1, 2))]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"{cfg.data}: needs faces in both splits (train {len(train_idx)}, validation {len(val_idx)})")
 

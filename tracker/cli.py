@@ -347,7 +347,10 @@ def main() -> None:
             err.show()
             sys.exit(err.exit_code)
         raise
-    if isinstance(code, int) and code:  # typer.Exit(code) inside a command returns the code here
+    # without standalone mode typer returns exit codes instead of raising: Ctrl-C arrives as 130
+    if code == 130:
+        typer.echo("interrupted", err=True)
+    if isinstance(code, int) and code:
         sys.exit(code)
 
 

@@ -17,12 +17,16 @@ class TrackParams:
     redetect_gap: int = 2  # at most one confidence-triggered detection per this many frames
     match_iou: float = 0.3  # a detection belongs to a track when their boxes overlap at least this much
     reseed_iou: float = 0.5  # a matched track whose box overlaps its detection less is re-cropped from it
-    lost_after: int = 25  # drop a track the detector has not confirmed for this many frames
+    max_misses: int = 2  # drop a track after this many detection rounds in a row found no face there
     drop_below: float = 0.05  # drop a track at once when its confidence falls below this
     success_above: float = 0.25  # rows with confidence at or above this are written with success=1
+    new_face_gap: float = 0.9  # a new face's centre must be this many face sides from every tracked one
     duplicate_iou: float = 0.5  # two tracks overlapping this much are one face: keep the older
     scene_cut: float = 0.25  # grey-histogram distance between consecutive frames that marks a cut
     upright: bool = False  # crop boxes follow the face's roll (False) or stay upright (True)
+    roll_gain: float = 0.8  # share of the measured roll the next crop turns by (< 1: a model's roll bias
+    # cannot build up frame after frame)
+    detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
 
 
 @dataclass(frozen=True)

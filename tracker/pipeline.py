@@ -21,6 +21,7 @@ from tracker.results import FaceResult, FrameResult
 from tracker.scene_cut import SceneCutDetector
 from tracker.sources import Frame
 from tracker.tracking import Tracker
+from tracker.verify import FaceVerifier
 
 
 def model_keypoint_set(names: tuple[str, ...], flip_pairs: tuple[tuple[str, str], ...] = ()) -> KeypointSet:
@@ -46,6 +47,7 @@ class Pipeline:
                 "centres and mouth corners"
             )
         self.tracker = Tracker(track, self.kps)
+        self.verifier = FaceVerifier()
         self.cuts = SceneCutDetector(track.scene_cut)
         self.filters: dict[int, OneEuroFilter] = {}
         self.success_above = track.success_above
@@ -60,9 +62,15 @@ class Pipeline:
             self.tracker.drop_all()
         detected = self.tracker.wants_detection(frame.index)
         detections = self.detector.detect(gray) if detected else None
-        t = _lap(timings, "detect", t)
 
         slots = self.tracker.plan(frame.index, detections)
+        if detections is not None:  # a tracked face the detector missed: look closer before doubting it
+            for slot in slots:
+                missed = slot.track is not None and slot.detection is None
+                if missed and self.verifier.holds_face(gray, slot.box):
+                    self.tracker.confirm(slot.track, frame.index)
+        t = _lap(timings, "detect", t)
+
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
         matrices = []
         for i, slot in enumerate(slots):

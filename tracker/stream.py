@@ -88,6 +88,7 @@ def run_stream(
     names = pipeline.kps.names
     start = time.perf_counter()
     frames = iter(source)
+    last_draw_ms = 0.0
     while max_frames is None or stats.frames < max_frames:
         t = time.perf_counter()
         frame = next(frames, None)
@@ -101,9 +102,10 @@ def run_stream(
         if draw:
             image = frame.image.copy()
             draw_faces(image, result.faces, names, overlay)
-            if overlay.hud:
-                draw_hud(image, meter.tick(t), result.timings_ms, len(result.faces))
-        result.timings_ms["draw"] = (time.perf_counter() - t) * 1000.0
+            if overlay.hud:  # this frame's drawing is not done yet: show the previous frame's draw time
+                hud = {**result.timings_ms, "draw": last_draw_ms}
+                draw_hud(image, meter.tick(t), hud, len(result.faces))
+        last_draw_ms = result.timings_ms["draw"] = (time.perf_counter() - t) * 1000.0
         if csv is not None:
             csv.write_frame(frame.index, frame.timestamp_ms, result.faces)
         if video is not None and image is not None:

@@ -5,7 +5,8 @@ Pure bookkeeping on boxes and keypoint arrays; the pipeline runs the detector an
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -27,9 +28,42 @@ class Track:
     crop_box: FaceBox | None = None  # the box this frame's crop was taken from
     points: np.ndarray | None = None  # raw keypoints (K, 2) in frame pixels, latest frame
     det_iou: float = 1.0  # overlap with the detector's box when it last confirmed the face
-    missed: bool = False  # the latest detection round did not find this face
+    misses: int = 0  # detection rounds in a row that found no face here
     shape: float = 1.0
     confidence: float = 1.0
+
+
+@dataclass
+class BoxCorrection:
+    """How this model's keypoint boxes differ from the detector's: a scale and a shift (in box sides, along
+    the face's own axes), learnt from frames where the engine saw exactly the detector's crop.
+
+    Applying it makes the detector's box a fixed point of crop -> keypoints -> next crop, whatever the
+    model's bias (an undertrained model that shrinks the face would otherwise shrink the crop every frame).
+    """
+
+    scale: float = 1.0
+    dx: float = 0.0
+    dy: float = 0.0
+    samples: int = 0
+
+    def apply(self, box: FaceBox) -> FaceBox:
+        t = math.radians(box.angle)
+        ox = (self.dx * math.cos(t) - self.dy * math.sin(t)) * box.size
+        oy = (self.dx * math.sin(t) + self.dy * math.cos(t)) * box.size
+        return replace(box, cx=box.cx + ox, cy=box.cy + oy, size=box.size * self.scale)
+
+    def learn(self, predicted: FaceBox, detected: FaceBox, min_weight: float = 0.1) -> None:
+        """Move towards the correction that maps `predicted` (upright, uncorrected) onto `detected`:
+        a running mean over the first samples, then an exponential average."""
+        w = max(1.0 / (self.samples + 1), min_weight)
+        scale = min(2.0, max(0.5, detected.size / predicted.size))
+        dx = (detected.cx - predicted.cx) / predicted.size
+        dy = (detected.cy - predicted.cy) / predicted.size
+        self.scale += w * (scale - self.scale)
+        self.dx += w * (dx - self.dx)
+        self.dy += w * (dy - self.dy)
+        self.samples += 1
 
 
 @dataclass
@@ -48,20 +82,21 @@ class Tracker:
     params: TrackParams
     kps: KeypointSet
     tracks: list[Track] = field(default_factory=list)
+    correction: BoxCorrection = field(default_factory=BoxCorrection)
     next_id: int = 1
     last_detection: int | None = None
 
     def wants_detection(self, frame_index: int) -> bool:
         """Detect on the first frame, every `detect_every` frames, when no face is tracked, and (at most
-        every `redetect_gap` frames) when some track's confidence fell below `redetect_below`."""
+        every `redetect_gap` frames) when a track was missed or its confidence fell below `redetect_below`."""
         p = self.params
         if self.last_detection is None or not self.tracks:
             return True
         since = frame_index - self.last_detection
         if since >= p.detect_every:
             return True
-        weak = any(t.confidence < p.redetect_below for t in self.tracks)
-        return weak and since >= p.redetect_gap
+        doubtful = any(t.misses or t.confidence < p.redetect_below for t in self.tracks)
+        return doubtful and since >= p.redetect_gap
 
     def drop_all(self) -> None:
         """Forget every track (a scene cut); ids are never reused."""
@@ -72,7 +107,10 @@ class Tracker:
         """The crops for this frame: one per track, plus one per detection no track claims.
 
         With detections, tracks and detections are matched greedily by IoU of their upright boxes; a
-        matched track whose box drifted from its detection (IoU < reseed_iou) is cropped from the detection.
+        matched track whose box drifted from its detection (IoU < reseed_iou) is cropped from the detection,
+        the others move `detector_pull` of the way towards it. An unmatched track counts a miss (which
+        `confirm` takes back when a closer look finds the face, e.g. turned to profile). A detection no track
+        claims starts a new face unless it crowds a tracked one (e.g. Haar's false hit on a chin).
         """
         if detections is None:
             return [Slot(t.box, t) for t in self.tracks]
@@ -83,15 +121,22 @@ class Tracker:
         for ti, track in enumerate(self.tracks):
             di = pairs.get(ti)
             if di is None:
-                track.missed = True
+                track.misses += 1
                 slots.append(Slot(track.box, track))
                 continue
             det = detections[di]
             box = track.box if track.face_box.iou(det) >= p.reseed_iou else det
-            slots.append(Slot(box, track, det))
+            slots.append(Slot(pull_towards(box, det, p.detector_pull), track, det))
         claimed = set(pairs.values())
-        slots += [Slot(d, None, d) for di, d in enumerate(detections) if di not in claimed]
+        for di, d in enumerate(detections):
+            if di not in claimed and not crowds(d, [t.face_box for t in self.tracks], p.new_face_gap):
+                slots.append(Slot(d, None, d))
         return slots
+
+    def confirm(self, track: Track, frame_index: int) -> None:
+        """The face is still there although the detector missed it (a closer look found it)."""
+        track.misses = 0
+        track.last_confirmed = frame_index
 
     def update(
         self, frame_index: int, slots: list[Slot], points: np.ndarray, frame_shape: tuple
@@ -99,16 +144,21 @@ class Tracker:
         """Take the keypoints (N, K, 2) in frame pixels predicted for the planned slots; returns live tracks.
 
         New faces get fresh ids; a track is dropped when its keypoints give no face box, the box leaves the
-        frame, its confidence falls below `drop_below`, or the detector has missed it for `lost_after` frames.
+        frame, its confidence falls below `drop_below`, or `max_misses` detection rounds in a row missed it.
         """
         p = self.params
         height, width = frame_shape[:2]
         alive: list[Track] = []
-        for slot, pts in zip(slots, points, strict=True):
-            upright = box_from_keypoints(pts, self.kps, upright=True)
-            crop_box = upright if p.upright else box_from_keypoints(pts, self.kps, upright=False)
-            if upright is None or crop_box is None:
+        raw_boxes = [box_from_keypoints(pts, self.kps, upright=True) for pts in points]
+        for slot, raw in zip(slots, raw_boxes, strict=True):
+            if raw is not None and slot.detection is not None and slot.box is slot.detection:
+                self.correction.learn(raw, slot.detection)
+        for slot, pts, raw in zip(slots, points, raw_boxes, strict=True):
+            rolled = raw if p.upright else box_from_keypoints(pts, self.kps, upright=False)
+            if raw is None or rolled is None:
                 continue
+            rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
+            upright, crop_box = self.correction.apply(raw), self.correction.apply(rolled)
             track = slot.track
             if track is None:
                 track = Track(self.next_id, crop_box, upright, born=frame_index, last_confirmed=frame_index)
@@ -116,12 +166,12 @@ class Tracker:
             if slot.detection is not None:
                 track.det_iou = upright.iou(slot.detection)
                 track.last_confirmed = frame_index
-                track.missed = False
+                track.misses = 0
             track.box, track.face_box, track.crop_box = crop_box, upright, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
             track.shape = shape_score(pts)
-            track.confidence = combine(track.shape, detector_agreement(track.det_iou, track.missed))
-            lost = track.missed and frame_index - track.last_confirmed > p.lost_after
+            track.confidence = combine(track.shape, detector_agreement(track.det_iou, track.misses > 0))
+            lost = track.misses >= p.max_misses
             inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
             if lost or not inside or track.confidence < p.drop_below:
                 continue
@@ -130,17 +180,36 @@ class Tracker:
         return list(self.tracks)
 
 
-def match_boxes(tracks: list[FaceBox], detections: list[FaceBox], min_iou: float) -> dict[int, int]:
-    """Greedy one-to-one matching by decreasing IoU; returns {track index: detection index}."""
-    pairs = sorted(
-        ((t.iou(d), ti, di) for ti, t in enumerate(tracks) for di, d in enumerate(detections)),
-        reverse=True,
+def pull_towards(box: FaceBox, target: FaceBox, weight: float) -> FaceBox:
+    """The box moved `weight` of the way to `target` in centre, size and roll (0: box, 1: target)."""
+    if weight <= 0.0 or box is target:
+        return box
+    turn = (target.angle - box.angle + 180.0) % 360.0 - 180.0
+    return FaceBox(
+        box.cx + weight * (target.cx - box.cx),
+        box.cy + weight * (target.cy - box.cy),
+        box.size * (target.size / box.size) ** weight,
+        box.angle + weight * turn,
     )
+
+
+def match_boxes(tracks: list[FaceBox], detections: list[FaceBox], min_iou: float) -> dict[int, int]:
+    """Greedy one-to-one matching by decreasing IoU; returns {track index: detection index}.
+
+    A pair also qualifies below `min_iou` when the track's centre lies inside the detection and their sizes
+    are within 2x (a track that grew or shrank on the face), ranked after every IoU match.
+    """
+    pairs = []
+    for ti, t in enumerate(tracks):
+        for di, d in enumerate(detections):
+            iou = t.iou(d)
+            if iou >= min_iou:
+                pairs.append((1.0 + iou, ti, di))
+            elif contains(d, t):
+                pairs.append((iou, ti, di))
     out: dict[int, int] = {}
     used: set[int] = set()
-    for iou, ti, di in pairs:
-        if iou < min_iou:
-            break
+    for _, ti, di in sorted(pairs, reverse=True):
         if ti in out or di in used:
             continue
         out[ti] = di
@@ -148,10 +217,23 @@ def match_boxes(tracks: list[FaceBox], detections: list[FaceBox], min_iou: float
     return out
 
 
+def crowds(box: FaceBox, others: list[FaceBox], gap: float) -> bool:
+    """`box`'s centre is closer than `gap` times the larger side to the centre of one of `others`."""
+    return any(math.hypot(box.cx - o.cx, box.cy - o.cy) < gap * max(box.size, o.size) for o in others)
+
+
+def contains(outer: FaceBox, inner: FaceBox) -> bool:
+    """`inner`'s centre lies within `outer` (upright extent) and their sizes differ by less than 2x."""
+    half = outer.size / 2.0
+    near = abs(inner.cx - outer.cx) < half and abs(inner.cy - outer.cy) < half
+    return near and 0.5 < inner.size / outer.size < 2.0
+
+
 def drop_duplicates(tracks: list[Track], max_iou: float) -> list[Track]:
-    """Where two tracks cover the same face (IoU above max_iou), keep the older one (lower id)."""
+    """Where two tracks cover the same face (IoU above max_iou, or one's centre inside the other at a
+    similar size), keep the older one (lower id)."""
     kept: list[Track] = []
     for t in sorted(tracks, key=lambda t: t.face_id):
-        if all(t.face_box.iou(k.face_box) <= max_iou for k in kept):
+        if all(t.face_box.iou(k.face_box) <= max_iou and not contains(k.face_box, t.face_box) for k in kept):
             kept.append(t)
     return kept

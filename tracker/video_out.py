@@ -1,6 +1,7 @@
 """The annotated-video writer: frames go to an .mp4 (MPEG-4 Part 2), .avi (MJPEG) or .mkv file.
 
-Opened on the first frame (when the size is known); `close()` finalises the file, also after Ctrl-C.
+Opened on the first frame (when the size is known; odd sides get one black row/column, as the codecs need
+even ones); `close()` finalises the file, also after Ctrl-C.
 """
 
 from __future__ import annotations
@@ -31,6 +32,9 @@ class AnnotatedVideoWriter:
 
     def write(self, image: np.ndarray) -> None:
         h, w = image.shape[:2]
+        if h % 2 or w % 2:
+            image = cv2.copyMakeBorder(image, 0, h % 2, 0, w % 2, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            h, w = image.shape[:2]
         if self._writer is None:
             os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._writer = cv2.VideoWriter(self.path, cv2.VideoWriter_fourcc(*self.fourcc), self.fps, (w, h))

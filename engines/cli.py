@@ -22,6 +22,9 @@ def export(
     min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch the engine accepts."),
     opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes for."),
     max_batch: int = typer.Option(64, "--max-batch", help="Largest batch the engine accepts."),
+    half_weights: bool = typer.Option(
+        False, "--half-weights", help="Store the large weights of the ONNX as float16 (about half the file); "
+        "refused unless outputs stay within 0.01 px of float32."),
 ) -> None:
     """Export a trained model to ONNX (dynamic batch, self-describing) and optionally a TensorRT engine."""
     src = require_model_file(str(model))
@@ -40,6 +43,11 @@ def export(
 
         onnx_path = str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))
         export_onnx(src, onnx_path)
+        if half_weights:
+            from engines.fp16_storage import store_weights_fp16
+
+            diff = store_weights_fp16(onnx_path, onnx_path)
+            typer.echo(f"stored large weights as float16 (max change {diff:.4f} px)")
         typer.echo(f"wrote {onnx_path}")
     else:
         if onnx is not None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from train.augment import AugmentParams, augment_batch
 from tracker.keypoints import KAGGLE15, flip_keypoints
+from train.augment import AugmentParams, augment_batch
 
 PERM = torch.from_numpy(KAGGLE15.flip_permutation)
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 
 from tests.conftest import KAGGLE_LABELS, MTFL_SPEC, YTF_SPEC
-from train.datasets import DatasetError, is_validation, load_dataset
 from tracker.keypoints import KAGGLE15
+from train.datasets import DatasetError, is_validation, load_dataset
 
 LE, RE = KAGGLE15.index("left_eye_center"), KAGGLE15.index("right_eye_center")
 ML, MR = KAGGLE15.index("mouth_left_corner"), KAGGLE15.index("mouth_right_corner")

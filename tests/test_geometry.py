@@ -39,7 +39,9 @@ def test_flip_keypoints_mirrors_x_and_keeps_subject_left_on_image_right(ytf_face
 
 
 def test_columns_are_kaggle_names():
-    assert KAGGLE15.columns[:4] == ["left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y"]
+    assert KAGGLE15.columns[:4] == [
+        "left_eye_center_x", "left_eye_center_y", "right_eye_center_x", "right_eye_center_y"
+    ]
     assert len(KAGGLE15.columns) == 30
     with pytest.raises(ValueError, match="unknown keypoint set"):
         get_keypoint_set("nope")

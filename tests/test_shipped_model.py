@@ -1,0 +1,88 @@
+"""The packaged default model: present, small enough, self-describing, and accurate on held-out real faces.
+
+Also the half-precision weight storage that keeps it under 20 MB.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from engines.select import default_model_path, load_backend
+from tests.conftest import MTFL_SPEC, YTF_SPEC
+from tracker.crop import box_from_keypoints, crop_face, to_crop
+from tracker.keypoints import KAGGLE15
+from train.datasets import is_validation, load_dataset
+from train.evaluate import keypoint_metrics
+
+
+def test_default_model_is_packaged_small_and_self_describing():
+    path = default_model_path()
+    assert os.path.isfile(path)
+    assert os.path.getsize(path) <= 20_000_000
+    backend = load_backend(None)
+    assert backend.name == "onnxruntime"
+    assert backend.info.keypoint_names == KAGGLE15.names
+    assert backend.info.arch == "mlresnet"
+    assert backend.info.extra["data"]["n_train"] > 10000
+
+
+@pytest.mark.parametrize("spec", [YTF_SPEC, MTFL_SPEC])
+def test_default_model_is_accurate_on_held_out_faces(spec, shared_data):
+    """Validation-split faces (never trained on), cropped by calibrated landmark boxes."""
+    fs = load_dataset(spec)
+    rows = [i for i, g in enumerate(fs.groups) if is_validation(g)][:: 4][:80]
+    crops, truth = [], []
+    for i in rows:
+        crop, m = crop_face(fs.load_image(i), box_from_keypoints(fs.keypoints[i], KAGGLE15))
+        crops.append(crop)
+        truth.append(to_crop(fs.keypoints[i], m))
+    pred = load_backend(None).predict(np.stack(crops))
+    m = keypoint_metrics(pred, np.stack(truth), KAGGLE15)
+    assert m["n_images"] == len(rows) >= 40
+    # an untrained network is off by ~10-20 px; the shipped one must sit on the face
+    assert m["rmse_px"] < 4.5
+    assert m["nme_interocular"] < 0.12
+
+
+def _float32_copy(src: str, dst: str) -> None:
+    """The shipped model with its float16-stored weights widened back to float32 (lossless)."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(src)
+    g = model.graph
+    casts = {n.input[0]: n for n in g.node if n.op_type == "Cast" and n.input[0].endswith("__fp16")}
+    for k, init in enumerate(g.initializer):
+        if init.name in casts:
+            values = numpy_helper.to_array(init).astype(np.float32)
+            wide = numpy_helper.from_array(values, casts[init.name].output[0])
+            g.initializer[k].CopyFrom(wide)
+    nodes = [n for n in g.node if n.name not in {c.name for c in casts.values()}]
+    del g.node[:]
+    g.node.extend(nodes)
+    onnx.save_model(model, dst)
+
+
+def test_half_precision_weights_stay_within_the_parity_bound_or_are_refused(tmp_path, ytf_faces):
+    import onnx
+
+    from engines.backend import ModelError
+    from engines.fp16_storage import store_weights_fp16
+
+    wide, half = str(tmp_path / "wide.onnx"), str(tmp_path / "half.onnx")
+    _float32_copy(default_model_path(), wide)
+    crops = np.stack([crop_face(f.image, box_from_keypoints(f.keypoints, KAGGLE15))[0] for f in ytf_faces])
+    x = crops[:, None].astype(np.float32)
+    diff = store_weights_fp16(wide, half, check=x)  # the default: only the big FC weight
+    assert 0 <= diff < 0.01
+    assert os.path.getsize(half) < 0.55 * os.path.getsize(wide)
+    halves = [i for i in onnx.load(half).graph.initializer if i.data_type == onnx.TensorProto.FLOAT16]
+    assert len(halves) == 1
+    assert np.abs(load_backend(wide).predict(crops) - load_backend(half).predict(crops)).max() < 0.01
+    # rounding the convolutions too moves keypoints by more than a tiny tolerance: refused, nothing written
+    with pytest.raises(ModelError, match="keep float32 weights"):
+        store_weights_fp16(wide, str(tmp_path / "all.onnx"), min_elements=1000, check=x, tolerance=1e-5)
+    assert not (tmp_path / "all.onnx").exists()

@@ -170,7 +170,8 @@ def test_ctrl_c_leaves_a_valid_csv(model_args, all_video_paths, tmp_path):
 def test_bench_engine_table_and_end_to_end(cli, model_args, all_video_paths, tmp_path):
     path = min(all_video_paths, key=lambda p: VideoSource(p).frame_count)
     report = tmp_path / "bench.json"
-    r = cli("bench", "--video", path, "--batch", "1,8", "--seconds", "0.2", "--json", report, *model_args)
+    r = cli("bench", "--video", path, "--batch", "1,8", "--seconds", "0.2", "--passes", "1", "--json", report,
+            *model_args)
     assert r.code == 0, r.err
     assert "faces/s" in r.out and "tracking" in r.out and "detect every frame" in r.out
     data = json.loads(report.read_text())
@@ -188,3 +189,18 @@ def test_bench_engine_table_and_end_to_end(cli, model_args, all_video_paths, tmp
 def test_bench_rejects_bad_batches(cli, model_args):
     r = cli("bench", "--batch", "1,x", *model_args)
     assert r.code == 2 and "--batch" in r.err
+
+
+def test_image_folder_with_no_face_gives_one_empty_row_per_frame(cli, model_args, video_path, tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    with VideoSource(video_path) as src:
+        for f in src:
+            if f.index % 50 == 0:  # the studio screen beside the speaker: real pixels, no face
+                cv2.imwrite(str(folder / f"{f.index:04d}.png"), cv2.resize(f.image[:110, :110], (220, 220)))
+    csv = tmp_path / "none.csv"
+    r = cli("video", folder, "--csv", csv, "--headless", "--folder-fps", "2", *model_args)
+    assert r.code == 0, r.err
+    table = check_table(csv, 5)
+    assert len(table) == 5 and (table["success"] == 0).all() and table["face_id"].isna().all()
+    assert table["timestamp_ms"].tolist() == [0.0, 500.0, 1000.0, 1500.0, 2000.0]

@@ -19,19 +19,20 @@ from tracker.haar import HaarDetector
 from tracker.pipeline import Pipeline
 from tracker.results import STAGES
 from tracker.sources import VideoSource
-from tracker.stream import run_stream
+from tracker.stream import StreamStats, run_stream
 
 
 @dataclass
 class EndToEndResult:
-    """One pass over the video."""
+    """All passes of one mode over the video."""
 
     mode: str  # "tracking" or "detect every frame"
     detect_every: int
-    frames: int
-    detections: int  # frames on which the detector ran
-    frames_with_face: int
-    fps: float
+    passes: int
+    frames: int  # per pass
+    detections: int  # frames per pass on which the detector ran
+    frames_with_face: int  # per pass
+    fps: float  # over all passes
     stage_ms: dict[str, float]  # mean per frame
 
     def to_json(self) -> dict:
@@ -44,19 +45,26 @@ def bench_end_to_end(
     detector: HaarDetector,
     track: TrackParams,
     smooth: SmoothParams,
+    passes: int = 2,
 ) -> list[EndToEndResult]:
-    """Two passes over `video`: with tracking (track.detect_every) and with detection on every frame."""
+    """`passes` runs over `video` in each mode, with tracking (track.detect_every) and with detection on every
+    frame, alternating (T D, D T, ...) so that both modes meet the same load from other programs."""
     backend.predict(np.zeros((1, 96, 96), np.uint8))  # load and warm the engine outside the timing
+    modes = {"tracking": track, "detect every frame": replace(track, detect_every=1)}
+    runs: dict[str, list[StreamStats]] = {m: [] for m in modes}
+    for i in range(passes):
+        for mode in list(modes)[:: 1 if i % 2 == 0 else -1]:
+            with VideoSource(video) as source:
+                runs[mode].append(run_stream(source, Pipeline(detector, backend, modes[mode], smooth), draw=True))
     out = []
-    modes = [("tracking", track), ("detect every frame", replace(track, detect_every=1))]
-    for mode, params in modes:
-        with VideoSource(video) as source:
-            stats = run_stream(source, Pipeline(detector, backend, params, smooth), draw=True)
-        mean = stats.mean_ms()
+    for mode, stats in runs.items():
+        frames = sum(s.frames for s in stats)
+        seconds = sum(s.seconds for s in stats)
         out.append(EndToEndResult(
-            mode=mode, detect_every=params.detect_every, frames=stats.frames, detections=stats.detections,
-            frames_with_face=stats.frames_with_face, fps=stats.fps,
-            stage_ms={s: round(mean.get(s, 0.0), 3) for s in STAGES},
+            mode=mode, detect_every=modes[mode].detect_every, passes=passes, frames=stats[0].frames,
+            detections=stats[0].detections, frames_with_face=stats[0].frames_with_face,
+            fps=frames / seconds if seconds > 0 else 0.0,
+            stage_ms={st: round(sum(s.stage_ms.get(st, 0.0) for s in stats) / max(frames, 1), 3) for st in STAGES},
         ))
     return out
 
@@ -117,7 +125,7 @@ def bench_engines(
 
 def format_end_to_end(results: list[EndToEndResult], backend: str, video: str) -> str:
     """A plain-text table: one line per pass, frames/s and mean ms of each stage."""
-    head = f"end to end: {video}, backend {backend}"
+    head = f"end to end: {video}, backend {backend}, {results[0].passes} alternating passes per mode"
     cols = f"{'mode':<20}{'every':>6}{'frames':>7}{'detects':>8}{'fps':>8}"
     cols += "".join(f"{s:>8}" for s in STAGES)
     lines = [head, cols]

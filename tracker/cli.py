@@ -259,6 +259,7 @@ def bench(
     model: Path | None = MODEL,
     seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Seconds timed per backend and batch."),
     detect_every: int = DETECT_EVERY,
+    passes: int = typer.Option(2, "--passes", min=1, help="End-to-end passes per mode (alternating)."),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -283,7 +284,7 @@ def bench(
                                      DEFAULT_SMOOTH.d_cutoff)
         engine = backends[0]
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
-        results = bench_end_to_end(video, engine, detector, track, smoothing)
+        results = bench_end_to_end(video, engine, detector, track, smoothing, passes)
         ratio = speedup(results)
         typer.echo("")
         typer.echo(format_end_to_end(results, engine.name, video.name))

@@ -9,17 +9,27 @@ import math
 
 import numpy as np
 
-from tracker.mean_shape import DISTANCE_QUANTILES, shape_distance
+from tracker.mean_shape import DISTANCE_QUANTILES, shape_distance, subset_shape
 
 # The 95th percentile of real labelled Kaggle shapes: distances up to here count as fully plausible.
 TYPICAL_DISTANCE = float(DISTANCE_QUANTILES[19])
 MISS_FACTOR = 0.7  # a track the latest detection round did not find keeps this share of its agreement
 
 
-def shape_score(points: np.ndarray) -> float:
+def shape_score(points: np.ndarray, indices: list[int] | None = None) -> float:
     """1 for a shape as close to the mean Kaggle face as 95 % of real faces, falling towards 0 as the shape
-    departs further (halved every TYPICAL_DISTANCE beyond it); 0 for non-finite points."""
-    d = shape_distance(points)
+    departs further (halved every TYPICAL_DISTANCE beyond it); 0 for non-finite points.
+
+    `points` are in KAGGLE15 order; with `indices`, only those points are judged (a model that predicts
+    fewer, e.g. five); fewer than three points carry no shape, and score 1.
+    """
+    pts = np.asarray(points, dtype=np.float64)
+    if indices is None:
+        d = shape_distance(pts)
+    elif len(indices) < 3:
+        return 1.0
+    else:
+        d = shape_distance(pts[list(indices)], *subset_shape(indices))
     if not math.isfinite(d):
         return 0.0
     return float(0.5 ** (max(0.0, d - TYPICAL_DISTANCE) / TYPICAL_DISTANCE))

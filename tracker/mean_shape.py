@@ -87,6 +87,15 @@ def shape_distance(points: np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.nd
     return float((z**2).mean())
 
 
+def subset_shape(indices: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) for some of the 15 points (KAGGLE15 indices), renormalised as `normalise_shape` would
+    normalise those points alone; for models that predict a subset (e.g. the five MTFL points)."""
+    idx = np.asarray(indices)
+    sub = MEAN_SHAPE[idx] - MEAN_SHAPE[idx].mean(axis=0)
+    rms = float(np.sqrt((sub**2).sum(axis=1).mean()))
+    return sub / rms, SHAPE_STD[idx] / rms
+
+
 def load_kaggle_shapes(path: str) -> np.ndarray:
     """The complete rows of the Kaggle label table as (N, 15, 2) pixel coordinates."""
     import pandas as pd

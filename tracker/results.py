@@ -21,7 +21,7 @@ class FaceResult:
     face_id: int
     points: np.ndarray  # (K, 2) output keypoints in frame pixels (smoothed unless smoothing is off)
     raw_points: np.ndarray  # (K, 2) the engine's keypoints mapped to the frame, unsmoothed
-    box: FaceBox  # upright face box implied by `points` (calibrated to the Haar detector's boxes)
+    box: FaceBox  # upright face box implied by `points`, calibrated to look like the Haar detector's boxes
     crop_box: FaceBox  # the (possibly rotated) box the engine's crop was taken from
     confidence: float
     success: bool

@@ -204,6 +204,8 @@ def video(
 
     overlay = _overlay(labels)
     show = not headless and display_available()
+    if not headless and not show:
+        _echo_err("no display here: running headless")
     source = open_inputs([str(p) for p in inputs], folder_fps)
     writer = video_out = window = None
     try:

@@ -5,8 +5,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
-from tracker.confidence import detector_agreement, shape_score
+from tracker.confidence import MISS_FACTOR, detector_agreement, shape_score
 from tracker.config import TrackParams
 from tracker.crop import FaceBox, box_from_keypoints
 from tracker.keypoints import KAGGLE15
@@ -127,7 +128,7 @@ def test_track_confirmed_by_a_closer_look_survives():
     log = run_unseen(tr, pts, range(1, 30), look_closer=True)
     assert len(log) == 29 and all(n == 1 for _, _, n in log)
     assert [i for i, detected, _ in log if detected] == [5, 10, 15, 20, 25]
-    assert tr.tracks[0].face_id == 1 and tr.tracks[0].confidence == 1.0
+    assert tr.tracks[0].face_id == 1 and tr.tracks[0].confidence == pytest.approx(MISS_FACTOR)
 
 
 def test_shrunken_track_still_matches_its_detection():
@@ -209,3 +210,4 @@ def test_detection_crowding_a_tracked_face_starts_no_new_track():
     assert t.face_box.iou(chin) < 0.3  # not the same face by overlap, yet too close to be another
     slots = tr.plan(1, [t.face_box, chin, beside])
     assert [s.track for s in slots] == [t, None] and slots[1].box == beside
+

@@ -13,7 +13,7 @@ from tracker.mean_shape import DISTANCE_QUANTILES, shape_distance, subset_shape
 
 # The 95th percentile of real labelled Kaggle shapes: distances up to here count as fully plausible.
 TYPICAL_DISTANCE = float(DISTANCE_QUANTILES[19])
-MISS_FACTOR = 0.7  # a track the latest detection round did not find keeps this share of its agreement
+MISS_FACTOR = 0.7  # share of its agreement a face keeps while the full-frame detector does not find it
 
 
 def shape_score(points: np.ndarray, indices: list[int] | None = None) -> float:
@@ -37,7 +37,8 @@ def shape_score(points: np.ndarray, indices: list[int] | None = None) -> float:
 
 def detector_agreement(iou: float, missed: bool = False) -> float:
     """Overlap between the keypoints' face box and the detector's box, mapped to 0..1 (IoU 0.2 -> 0,
-    0.6 or more -> 1); scaled by MISS_FACTOR when the latest detection round missed the face."""
+    0.6 or more -> 1); scaled by MISS_FACTOR when the latest detection round missed the face (even if a
+    closer look then found it)."""
     a = min(1.0, max(0.0, (iou - 0.2) / 0.4))
     return a * (MISS_FACTOR if missed else 1.0)
 

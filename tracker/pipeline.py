@@ -10,7 +10,7 @@ import time
 
 import numpy as np
 
-from engines.backend import Backend
+from engines.backend import Backend, ModelInfo
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.errors import UserError
@@ -24,11 +24,20 @@ from tracker.tracking import Tracker
 from tracker.verify import FaceVerifier
 
 
-def model_keypoint_set(names: tuple[str, ...], flip_pairs: tuple[tuple[str, str], ...] = ()) -> KeypointSet:
-    """KAGGLE15 when the model predicts the Kaggle points in Kaggle order, else a set of the model's names."""
-    if tuple(names) == KAGGLE15.names:
+def model_keypoints(info: ModelInfo) -> KeypointSet:
+    """The model's keypoint set; UserError unless its points give the eye centres and mouth corners that
+    place the next frame's crop."""
+    if tuple(info.keypoint_names) == KAGGLE15.names:
         return KAGGLE15
-    return KeypointSet("model", tuple(names), tuple(tuple(p) for p in flip_pairs))
+    from tracker.keypoints import derivable, keypoint_set_for
+
+    kps = keypoint_set_for(str(info.extra.get("keypoint_set", "model")), info.keypoint_names, info.flip_pairs)
+    if not set(ANCHORS) <= set(derivable(kps, KAGGLE15)):
+        raise UserError(
+            f"model {info.path} predicts {', '.join(kps.names)}; tracking needs points that give "
+            "the eye centres and mouth corners"
+        )
+    return kps
 
 
 class Pipeline:
@@ -40,12 +49,7 @@ class Pipeline:
         self.detector = detector
         self.backend = backend
         self.smooth = smooth
-        self.kps = model_keypoint_set(backend.info.keypoint_names, backend.info.flip_pairs)
-        if not self.kps.has(*ANCHORS):
-            raise UserError(
-                f"model {backend.info.path} predicts {', '.join(self.kps.names)}; tracking needs the eye "
-                "centres and mouth corners"
-            )
+        self.kps = model_keypoints(backend.info)
         self.tracker = Tracker(track, self.kps)
         self.verifier = FaceVerifier()
         self.cuts = SceneCutDetector(track.scene_cut)
@@ -91,7 +95,8 @@ class Pipeline:
         for tr in tracks:
             raw = tr.points
             out = self._filter(tr.face_id)(raw, seconds) if self.smooth.enabled else raw
-            box = box_from_keypoints(out, self.kps, upright=True) or tr.face_box
+            own = box_from_keypoints(self.tracker.kaggle_points(out), KAGGLE15, upright=True)
+            box = tr.face_box if own is None else self.tracker.correction.apply(own)
             faces.append(FaceResult(
                 face_id=tr.face_id, points=out, raw_points=raw, box=box,
                 crop_box=tr.crop_box, confidence=tr.confidence,

@@ -13,7 +13,7 @@ import numpy as np
 from tracker.confidence import combine, detector_agreement, shape_score
 from tracker.config import TrackParams
 from tracker.crop import FaceBox, box_from_keypoints
-from tracker.keypoints import KeypointSet
+from tracker.keypoints import KAGGLE15, KeypointSet
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Track:
     points: np.ndarray | None = None  # raw keypoints (K, 2) in frame pixels, latest frame
     det_iou: float = 1.0  # overlap with the detector's box when it last confirmed the face
     misses: int = 0  # detection rounds in a row that found no face here
+    looked_closer: bool = False  # last confirmed by the closer look only, not by the full-frame detector
     shape: float = 1.0
     confidence: float = 1.0
 
@@ -80,11 +81,27 @@ class Tracker:
     """Decides the crops of each frame and turns their keypoints into tracks with stable ids."""
 
     params: TrackParams
-    kps: KeypointSet
+    kps: KeypointSet  # the model's points; boxes and shape are judged on the Kaggle points they give
     tracks: list[Track] = field(default_factory=list)
     correction: BoxCorrection = field(default_factory=BoxCorrection)
     next_id: int = 1
     last_detection: int | None = None
+
+    def __post_init__(self) -> None:
+        self._kaggle = self.kps.names == KAGGLE15.names
+        self._judged = None
+        if not self._kaggle:  # another point set: judged on the Kaggle points it gives
+            from tracker.keypoints import derivable
+
+            self._judged = [KAGGLE15.index(n) for n in derivable(self.kps, KAGGLE15)]
+
+    def kaggle_points(self, points: np.ndarray) -> np.ndarray:
+        """The model's points (..., K, 2) as KAGGLE15 points (NaN where the model gives none)."""
+        if self._kaggle:
+            return points
+        from tracker.keypoints import map_keypoints
+
+        return map_keypoints(points, self.kps, KAGGLE15)
 
     def wants_detection(self, frame_index: int) -> bool:
         """Detect on the first frame, every `detect_every` frames, when no face is tracked, and (at most
@@ -136,6 +153,7 @@ class Tracker:
     def confirm(self, track: Track, frame_index: int) -> None:
         """The face is still there although the detector missed it (a closer look found it)."""
         track.misses = 0
+        track.looked_closer = True
         track.last_confirmed = frame_index
 
     def update(
@@ -149,12 +167,13 @@ class Tracker:
         p = self.params
         height, width = frame_shape[:2]
         alive: list[Track] = []
-        raw_boxes = [box_from_keypoints(pts, self.kps, upright=True) for pts in points]
+        kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
+        raw_boxes = [box_from_keypoints(k, KAGGLE15, upright=True) for k in kaggle]
         for slot, raw in zip(slots, raw_boxes, strict=True):
             if raw is not None and slot.detection is not None and slot.box is slot.detection:
                 self.correction.learn(raw, slot.detection)
-        for slot, pts, raw in zip(slots, points, raw_boxes, strict=True):
-            rolled = raw if p.upright else box_from_keypoints(pts, self.kps, upright=False)
+        for slot, pts, kag, raw in zip(slots, points, kaggle, raw_boxes, strict=True):
+            rolled = raw if p.upright else box_from_keypoints(kag, KAGGLE15, upright=False)
             if raw is None or rolled is None:
                 continue
             rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
@@ -166,11 +185,12 @@ class Tracker:
             if slot.detection is not None:
                 track.det_iou = upright.iou(slot.detection)
                 track.last_confirmed = frame_index
-                track.misses = 0
+                track.misses, track.looked_closer = 0, False
             track.box, track.face_box, track.crop_box = crop_box, upright, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
-            track.shape = shape_score(pts)
-            track.confidence = combine(track.shape, detector_agreement(track.det_iou, track.misses > 0))
+            track.shape = shape_score(kag, self._judged)
+            doubted = track.misses > 0 or track.looked_closer
+            track.confidence = combine(track.shape, detector_agreement(track.det_iou, doubted))
             lost = track.misses >= p.max_misses
             inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
             if lost or not inside or track.confidence < p.drop_below:

@@ -10,7 +10,7 @@ import pytest
 from tracker.confidence import MISS_FACTOR, detector_agreement, shape_score
 from tracker.config import TrackParams
 from tracker.crop import FaceBox, box_from_keypoints
-from tracker.keypoints import KAGGLE15
+from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.mean_shape import MEAN_SHAPE
 from tracker.tracking import Tracker, drop_duplicates, match_boxes
 
@@ -211,3 +211,17 @@ def test_detection_crowding_a_tracked_face_starts_no_new_track():
     slots = tr.plan(1, [t.face_box, chin, beside])
     assert [s.track for s in slots] == [t, None] and slots[1].box == beside
 
+
+def test_a_five_point_model_is_tracked_on_the_kaggle_points_it_gives():
+    five = KeypointSet("five", ("left_eye_center", "right_eye_center", "nose_tip", "mouth_left_corner",
+                                "mouth_right_corner"), ())
+    idx = [KAGGLE15.index(n) for n in five.names]
+    tr = Tracker(TrackParams(), five)
+    pts = face(300, 200)
+    slots = tr.plan(0, [det_box(pts)])
+    (t,) = tr.update(0, slots, pts[idx][None], FRAME)
+    assert t.confidence == 1.0 and abs(t.face_box.cx - det_box(pts).cx) < 1e-6
+    assert shape_score(pts, idx) == 1.0
+    swapped = pts.copy()
+    swapped[idx] = pts[[idx[3], idx[4], idx[2], idx[0], idx[1]]]  # eyes where the mouth is, and back
+    assert shape_score(swapped, idx) < 0.05

@@ -67,6 +67,17 @@ def video_path(shared_data) -> Path:
 
 
 @pytest.fixture(scope="session")
+def model_path() -> str:
+    """The packaged default model (FKD_TEST_MODEL may point at another model file); it must exist."""
+    from engines.select import default_model_path
+
+    path = os.environ.get("FKD_TEST_MODEL") or default_model_path()
+    if not os.path.isfile(path):
+        pytest.fail(f"model {path} is missing")
+    return path
+
+
+@pytest.fixture(scope="session")
 def all_video_paths(shared_data) -> list[Path]:
     return sorted((shared_data / "videos").glob("*.avi"))
 

@@ -33,17 +33,9 @@ HEADER = (
 
 
 @pytest.fixture(scope="module")
-def model_args() -> list[str]:
-    """`--model` for the default model (FKD_TEST_MODEL may point at another file)."""
-    from engines.select import default_model_path
-
-    path = os.environ.get("FKD_TEST_MODEL") or default_model_path()
-    if not os.path.isfile(path):
-        msg = f"model {path} not built yet"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return ["--model", path]
+def model_args(model_path) -> list[str]:
+    """`--model` for the default model."""
+    return ["--model", model_path]
 
 
 def check_table(path, n_frames: int) -> pd.DataFrame:

@@ -4,8 +4,6 @@ and Ctrl-C mid-stream leaves a valid CSV."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pandas as pd
 import pytest
@@ -20,17 +18,11 @@ from tracker.stream import run_stream
 
 
 @pytest.fixture(scope="module")
-def backend():
-    """The packaged default model on ONNX Runtime (FKD_TEST_MODEL may point at another model file)."""
-    from engines.select import default_model_path, load_backend
+def backend(model_path):
+    """The packaged default model on ONNX Runtime."""
+    from engines.select import load_backend
 
-    path = os.environ.get("FKD_TEST_MODEL") or default_model_path()
-    if not os.path.isfile(path):
-        msg = f"model {path} not built yet"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return load_backend(path, "onnxruntime")
+    return load_backend(model_path, "onnxruntime")
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,9 @@ import torch
 
 from engines.backend import ModelError
 from engines.model_file import sha256_file
-from engines.model_meta import INPUT_NAME, OUTPUT_NAME, info_to_metadata
+from engines.model_meta import INPUT_NAME, OUTPUT_NAME, attribute_classes, attribute_output_name, info_to_metadata
 from engines.pixel_model import load_pixel_model
+from engines.torch_backend import AttributePixelModel
 
 OPSET = 18  # the dynamo exporter's native opset; TensorRT 10 parses opsets 9 and up to at least 20
 PARITY_PX = 0.01  # max |ONNX Runtime - torch| allowed right after export, in crop pixels
@@ -27,19 +28,25 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
     """Export a train/ checkpoint to ONNX at onnx_path (written atomically); returns onnx_path.
 
     With verify, ONNX Runtime runs the written file on a fixed batch and must match torch FP32 within
-    PARITY_PX pixels.
+    PARITY_PX pixels. A model with attribute heads gets one more output per head, attr_NAME: its class
+    probabilities (N, classes), named with their classes in the metadata ("attributes").
     """
     import onnx
 
     model, info = load_pixel_model(str(checkpoint_path))
     info.extra["source_sha256"] = sha256_file(str(checkpoint_path))
+    heads = list(attribute_classes(info))
+    if heads:
+        model = AttributePixelModel(model, heads).eval()
+    outputs = [OUTPUT_NAME] + [attribute_output_name(a) for a in heads]
     size = info.input_size
     example = torch.from_numpy(_probe_batch(4, size))
-    proto = _to_onnx(model, example, opset)
+    proto = _to_onnx(model, example, opset, outputs)
     for key, value in info_to_metadata(info).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    proto.doc_string = f"fkd-track keypoint model ({info.arch}, {info.num_keypoints} keypoints)"
+    proto.doc_string = f"fkd-track keypoint model ({info.arch}, {info.num_keypoints} keypoints)" + (
+        f", attributes {', '.join(heads)}" if heads else "")
     onnx.checker.check_model(proto, full_check=True)
     onnx_path = os.fspath(onnx_path)
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
@@ -47,7 +54,7 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
     try:
         onnx.save_model(proto, tmp)
         if verify:
-            _verify(model, tmp, onnx_path, size)
+            _verify(model, tmp, onnx_path, size, outputs)
         os.replace(tmp, onnx_path)
     finally:
         if os.path.exists(tmp):
@@ -55,7 +62,7 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
     return onnx_path
 
 
-def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
+def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, outputs: list[str]):
     """Trace with torch.export (the default exporter since torch 2.9), quietly; returns the ModelProto."""
     batch = torch.export.Dim("batch", min=1, max=65536)
     quiet, log = io.StringIO(), logging.getLogger("torch.onnx")
@@ -66,7 +73,7 @@ def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int):
             warnings.simplefilter("ignore", FutureWarning)  # torch.export's own deprecation notices
             program = torch.onnx.export(
                 model, (example,), dynamo=True, opset_version=opset, optimize=True, verbose=False,
-                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_shapes={"crops": {0: batch}},
+                input_names=[INPUT_NAME], output_names=outputs, dynamic_shapes={"crops": {0: batch}},
             )
     finally:
         log.setLevel(level)
@@ -84,14 +91,19 @@ def _probe_batch(n: int, size: int) -> np.ndarray:
     return np.clip(base + noise, 0, 255).astype(np.float32)
 
 
-def _verify(model: torch.nn.Module, tmp_path: str, onnx_path: str, size: int) -> None:
+def _verify(model: torch.nn.Module, tmp_path: str, onnx_path: str, size: int, outputs: list[str]) -> None:
+    """ONNX Runtime vs torch on a probe batch: keypoints within PARITY_PX, probabilities within 1e-4."""
     import onnxruntime as ort
 
     x = _probe_batch(3, size)
     sess = ort.InferenceSession(tmp_path, providers=["CPUExecutionProvider"])
-    got = sess.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
+    got = sess.run(outputs, {INPUT_NAME: x})
     with torch.no_grad():
-        want = model(torch.from_numpy(x)).numpy()
-    diff = float(np.abs(got - want).max())
+        want = model(torch.from_numpy(x))
+    want = [w.numpy() for w in (want if isinstance(want, tuple) else (want,))]
+    diff = float(np.abs(got[0] - want[0]).max())
     if not diff < PARITY_PX:
         raise ModelError(f"{onnx_path}: exported graph differs from torch by {diff:.4f} px (> {PARITY_PX})")
+    for name, g, w in zip(outputs[1:], got[1:], want[1:], strict=True):
+        if not float(np.abs(g - w).max()) < 1e-4:
+            raise ModelError(f"{onnx_path}: exported {name} differs from torch by {float(np.abs(g - w).max()):.2e}")

@@ -6,13 +6,14 @@ Torch-free, so the ONNX Runtime backend can read exported models without importi
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from engines.backend import ModelError, ModelInfo
 
 ONNX_FORMAT = "fkd-track-onnx"
 INPUT_NAME = "crops"
 OUTPUT_NAME = "keypoints"
+ATTRIBUTE_PREFIX = "attr_"  # a model with attribute heads has one more output per head: attr_NAME (N, classes)
 
 # What the exported graph does with its input and output; recorded in every exported model.
 NORMALISATION = {
@@ -22,6 +23,29 @@ NORMALISATION = {
     "output_scale": "S/2",
     "output_offset": "S/2",
 }
+
+
+def attribute_output_name(attribute: str) -> str:
+    """The graph output holding an attribute head's class probabilities (N, classes), e.g. attr_gender."""
+    return ATTRIBUTE_PREFIX + attribute
+
+
+def attribute_classes(info: ModelInfo) -> dict[str, list[str]]:
+    """{attribute: class names} of a model's attribute heads, in output order; {} for a keypoints-only model."""
+    return {str(k): [str(c) for c in v] for k, v in (info.extra.get("attributes") or {}).items()}
+
+
+def attribute_labels(outputs: Mapping[str, Sequence], classes: Mapping[str, Sequence[str]]) -> list[dict]:
+    """Per face, {attribute: (most probable class name, its probability)} from a backend's `predict_all`
+    outputs and the model's `attribute_classes`, e.g. [{"gender": ("female", 0.93), "pose": ("frontal", 0.71)}]."""
+    names = [a for a in classes if a in outputs]
+    n = len(outputs[names[0]]) if names else 0
+    faces: list[dict] = [{} for _ in range(n)]
+    for a in names:
+        for face, probs in zip(faces, outputs[a], strict=True):
+            best = max(range(len(probs)), key=lambda c: probs[c])
+            face[a] = (str(classes[a][best]), float(probs[best]))
+    return faces
 
 
 def info_from_checkpoint(path: str, ckpt: Mapping) -> ModelInfo:
@@ -36,6 +60,9 @@ def info_from_checkpoint(path: str, ckpt: Mapping) -> ModelInfo:
             "data": ckpt.get("data", {}),
             "normalisation": NORMALISATION,
         }
+        for key in ("attributes", "refine"):  # attribute heads; cascade second stage (tracker.cascade)
+            if ckpt.get(key):
+                extra[key] = ckpt[key]
         size, arch = int(ckpt.get("input_size", 96)), str(ckpt.get("arch", "unknown"))
         return ModelInfo(path, names, pairs, size, arch, extra)
     except (KeyError, TypeError, ValueError) as err:
@@ -52,7 +79,7 @@ def info_to_metadata(info: ModelInfo) -> dict[str, str]:
         "arch": info.arch,
         "normalisation": info.extra.get("normalisation", NORMALISATION),
     }
-    for key in ("keypoint_set", "arch_kwargs", "data", "source_sha256"):
+    for key in ("keypoint_set", "arch_kwargs", "data", "source_sha256", "attributes", "refine"):
         if key in info.extra:
             props[key] = info.extra[key]
     return {k: json.dumps(v) for k, v in props.items()}
@@ -77,4 +104,4 @@ def info_from_metadata(path: str, props: Mapping[str, str]) -> ModelInfo:
 
 
 _KNOWN = ("format", "keypoint_names", "flip_pairs", "input_size", "arch", "normalisation", "keypoint_set",
-          "arch_kwargs", "data", "source_sha256")
+          "arch_kwargs", "data", "source_sha256", "attributes", "refine")

@@ -7,11 +7,29 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from torch import nn
 
 from engines.backend import ModelInfo, crops_to_input
+from engines.model_meta import OUTPUT_NAME, attribute_classes
 from engines.pixel_model import PixelModel, load_pixel_model
 
 GRAPH_BATCHES = (1, 2, 4, 8, 16, 32, 64, 128, 256)  # batches are padded up to one of these on CUDA
+
+
+class AttributePixelModel(nn.Module):
+    """A PixelModel whose network has attribute heads: pixels in; keypoints, then each head's class
+    probabilities (N, classes) out, from one pass over the trunk (the graph `fkd-track export` writes)."""
+
+    def __init__(self, pixel: PixelModel, attributes: list[str]) -> None:
+        super().__init__()
+        self.pixel = pixel
+        self.attributes = list(attributes)
+
+    def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        targets, logits = self.pixel.net.forward_all(crops / 255.0)
+        p = self.pixel  # the same output scaling as PixelModel.forward
+        keypoints = targets.float().reshape(-1, p.num_keypoints, 2) * p.half + p.half
+        return (keypoints, *(torch.softmax(logits[a].float(), dim=-1) for a in self.attributes))
 
 
 class TorchBackend:
@@ -28,6 +46,17 @@ class TorchBackend:
             model = model.half()
         self.model: PixelModel = model
         self.graphs: dict[int, _Graph] | None = {} if (self.cuda and cuda_graphs) else None
+        self.attributes = attribute_classes(self.info)
+
+    @torch.inference_mode()
+    def predict_all(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """{"keypoints": (N, K, 2), attribute: (N, classes) probabilities for each head}; eager, no CUDA graphs."""
+        x = torch.from_numpy(crops_to_input(crops, self.info.input_size)).to(self.device)
+        if self.cuda:
+            x = x.half()
+        outs = AttributePixelModel(self.model, list(self.attributes))(x.contiguous(memory_format=torch.channels_last))
+        return {OUTPUT_NAME: outs[0].cpu().numpy()} | {
+            a: o.float().cpu().numpy() for a, o in zip(self.attributes, outs[1:], strict=True)}
 
     @torch.inference_mode()
     def predict(self, crops: np.ndarray) -> np.ndarray:

@@ -34,11 +34,13 @@ def augment_batch(
     params: AugmentParams,
     out_size: int = 96,
     generator: torch.Generator | None = None,
-) -> tuple[torch.Tensor, torch.Tensor]:
+    return_flip: bool = False,
+) -> tuple[torch.Tensor, ...]:
     """Resample uint8 crops (N, S, S) to float inputs (N, 1, out, out) in [0, 1] with keypoints (N, K, 2).
 
     Keypoints are in stored-crop pixels in and network-crop pixels out (NaN stays NaN). A mirrored
-    sample has its keypoints mirrored and left/right slots swapped with `flip_perm`.
+    sample has its keypoints mirrored and left/right slots swapped with `flip_perm`. With return_flip,
+    also returns the (N,) bool mask of mirrored samples (their attribute labels may need mirroring too).
     """
     n, s = crops.shape[0], crops.shape[-1]
     dev = crops.device
@@ -67,4 +69,4 @@ def augment_batch(
     pc = points.to(x.dtype) - (s - 1) / 2.0
     q = torch.linalg.solve(a, (pc - t.unsqueeze(1)).transpose(1, 2)).transpose(1, 2) + (out_size - 1) / 2.0
     q = torch.where(flip.view(n, 1, 1), q[:, flip_perm], q)
-    return x, q
+    return (x, q, flip) if return_flip else (x, q)

@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from tracker.errors import UserError
-from train.models import create_model
 from tracker.keypoints import KeypointSet
+from train.models import create_model
 
 FORMAT = "fkd-track-checkpoint"
 
@@ -22,8 +22,18 @@ class CheckpointError(UserError):
     """A checkpoint that is missing, truncated or not from fkd-track."""
 
 
-def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None = None) -> dict[str, Any]:
-    """The self-description carried by checkpoints and exported models."""
+def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None = None,
+               attributes: dict[str, list[str]] | None = None, refine: dict | None = None) -> dict[str, Any]:
+    """The self-description carried by checkpoints and exported models.
+
+    `attributes` ({name: class names}) records the model's attribute heads; `refine` marks a cascade
+    second stage (its re-crop zoom, see tracker.cascade). Both are left out when absent.
+    """
+    extra: dict[str, Any] = {}
+    if attributes:
+        extra["attributes"] = {k: list(v) for k, v in attributes.items()}
+    if refine:
+        extra["refine"] = dict(refine)
     return {
         "format": FORMAT,
         "arch": arch,
@@ -35,6 +45,7 @@ def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None
         "input": "grey uint8 pixels as float, (N, 1, 96, 96); the model divides by 255",
         "output": "keypoints (N, K, 2) in 96-px crop pixels; network targets were (xy - 48) / 48",
         "data": data or {},
+        **extra,
     }
 
 
@@ -57,7 +68,8 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fkd-track checkpoint")
     try:
-        model = create_model(ckpt["arch"], len(ckpt["keypoint_names"]), **ckpt.get("arch_kwargs", {}))
+        heads = {name: len(classes) for name, classes in ckpt.get("attributes", {}).items()}
+        model = create_model(ckpt["arch"], len(ckpt["keypoint_names"]), attributes=heads, **ckpt.get("arch_kwargs", {}))
         model.load_state_dict(ckpt["state_dict"])
     except Exception as err:
         raise CheckpointError(f"{path}: weights do not fit architecture {ckpt.get('arch')!r} ({err})") from None

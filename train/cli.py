@@ -1,4 +1,4 @@
-"""`fkd-track train ...`: prepare datasets, fit, evaluate and compare models.
+"""`fkd-track train ...`: prepare datasets, fit, evaluate, compare, refine (cascade) and report on models.
 
 Each command is a plain function; torch is imported only by the commands that train.
 """
@@ -6,6 +6,7 @@ Each command is a plain function; torch is imported only by the commands that tr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -19,7 +20,8 @@ train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-    return Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    return Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
+                    TimeRemainingColumn())
 
 
 def _need_torch() -> None:
@@ -29,34 +31,52 @@ def _need_torch() -> None:
         raise UserError("training needs torch: pip install 'fkd-track[train]'") from None
 
 
+KEYPOINTS_HELP = "Keypoint set to store: kaggle15 (default), mtfl5, nose or ibug68 (YouTube-Faces only)."
+
+
 @train_app.command("prepare")
 def prepare_cmd(
     data: list[str] = typer.Option(..., "--data", help="Dataset spec FORMAT:PATH (kaggle|ytf|mtfl); repeatable."),
     out: Path = typer.Option(..., "--out", help="Prepared dataset file to write (.npz)."),
     val_fraction: float = typer.Option(0.1, help="Share of identities held out for validation."),
-    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows and unreadable images, with a count."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows and unreadable images."),
     limit: int = typer.Option(0, help="Use at most this many faces per spec (0 = all)."),
+    keypoints: str = typer.Option("kaggle15", "--keypoints", help=KEYPOINTS_HELP),
 ) -> None:
     """Detect, crop (96 px box + margin) and store every face of the given datasets in one compact file."""
     from train.prepare import prepare
 
     with _progress() as progress:
-        meta = prepare(list(data), str(out), val_fraction, skip_bad, limit or None, progress=progress)
+        meta = prepare(list(data), str(out), val_fraction, skip_bad, limit or None, progress=progress,
+                       keypoints=keypoints)
     c = meta["calibration"]
     typer.echo(f"wrote {out}: {meta['n_faces']} faces ({meta['n_val']} validation), "
                f"{meta['n_detector_boxes']} Haar boxes, {meta['n_skipped']} skipped, "
-               f"{out.stat().st_size / 2**20:.1f} MiB")
+               f"{out.stat().st_size / 2**20:.1f} MiB, {meta['keypoints']} keypoints")
     typer.echo(f"landmark->Haar box calibration: along={c['along']:.3f} across={c['across']:.3f} "
                f"size_eye={c['size_eye']:.3f} size_mouth={c['size_mouth']:.3f}")
     for line in meta["skipped_examples"][:5]:
         typer.echo(f"skipped: {line}")
 
 
+def _attr_weights(attr_weights: str, multitask: bool) -> dict[str, float]:
+    """--attr-weights parsed, or every attribute at the default lambda under --multitask."""
+    from train.multitask import DEFAULT_WEIGHT, parse_attr_weights
+
+    try:
+        weights = parse_attr_weights(attr_weights) if attr_weights else {}
+    except ValueError as err:
+        raise UserError(f"--attr-weights: {err}") from None
+    if multitask and not weights:
+        weights = parse_attr_weights(f"all={DEFAULT_WEIGHT}")
+    return weights
+
+
 @train_app.command("fit")
 def fit_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset from `train prepare`."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.csv, loss_curve.png)."),
-    arch: str = typer.Option("mlresnet", help="Architecture from the model registry: mlresnet, cnn, mlp."),
+    arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, cnn, mlp, resnet18."),
     loss: str = typer.Option("masked", help="masked (ignore missing labels) or complete-only (drop partial rows)."),
     epochs: int = typer.Option(30),
     batch: int = typer.Option(256),
@@ -68,6 +88,13 @@ def fit_cmd(
     seed: int = typer.Option(0),
     resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
     limit: int = typer.Option(0, help="Train on at most this many faces (0 = all)."),
+    attr_weights: str = typer.Option(
+        "", "--attr-weights",
+        help="Multi-task: attribute heads with their loss weights, e.g. gender=0.1,smile=0.1,glasses=0.1,pose=0.1."),
+    multitask: bool = typer.Option(False, "--multitask", help="All four MTFL attribute heads at lambda 0.1."),
+    stop_k: int = typer.Option(5, help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
+    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
+    init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
 ) -> None:
     """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe."""
     _need_torch()
@@ -81,8 +108,9 @@ def fit_cmd(
         raise UserError(f"unknown --loss {loss!r}; known: {', '.join(LOSSES)}")
     if schedule not in ("constant", "cosine"):
         raise UserError("--schedule must be constant or cosine")
-    cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp, seed,
-                    resume, limit=limit or None)
+    cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
+                    seed, resume, limit=limit or None, attr_weights=_attr_weights(attr_weights, multitask),
+                    stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None)
     try:
         fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
@@ -92,13 +120,16 @@ def fit_cmd(
 @train_app.command("evaluate")
 def evaluate_cmd(
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX model or TensorRT engine."),
-    data: str = typer.Option(..., "--data", help="Dataset spec FORMAT:PATH (all rows) or a prepared file (validation split)."),
-    crop: str = typer.Option("landmarks", help="landmarks (calibrated box), detector (Haar), or prepared (stored crops)."),
+    data: str = typer.Option(..., "--data",
+                             help="Dataset spec FORMAT:PATH (all rows) or a prepared file (validation split)."),
+    crop: str = typer.Option("landmarks",
+                             help="landmarks (calibrated box), detector (Haar), or prepared (stored crops)."),
     backend: str = typer.Option("auto", help="Inference backend: auto, onnxruntime, torch, tensorrt."),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
 ) -> None:
-    """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate."""
+    """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate; attribute
+    accuracies for a model with attribute heads. Scored on the model's own keypoint set."""
     from engines.select import load_backend
     from train.evaluate import evaluate
 
@@ -118,11 +149,94 @@ def compare_cmd(
     lr: float = typer.Option(1e-4),
     device: str = typer.Option("auto"),
     limit: int = typer.Option(0, help="Train on at most this many faces (0 = all)."),
+    archs: str = typer.Option(
+        "", "--archs",
+        help="Comma-separated architectures, each trained with the masked loss (e.g. mlresnet,cnn,mlp,resnet18); "
+             "default: the paper's three runs."),
 ) -> None:
-    """Train the paper's three models on one split and write a Table-2 style comparison."""
+    """Train models on one split and write a Table-2 style comparison (default: the paper's three runs)."""
     _need_torch()
-    from train.compare import compare
+    from train.compare import PAPER_RUNS, compare
     from train.fit import FitConfig
+    from train.models import MODELS
 
+    runs = PAPER_RUNS
+    if archs:
+        names = [a.strip() for a in archs.split(",") if a.strip()]
+        unknown = [a for a in names if a not in MODELS]
+        if unknown or not names:
+            raise UserError(f"--archs: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(MODELS)}")
+        runs = tuple((a, "masked") for a in names)
     cfg = FitConfig(str(data), str(out), epochs=epochs, batch=batch, lr=lr, device=device, limit=limit or None)
-    typer.echo(compare(cfg, str(out), log=typer.echo))
+    typer.echo(compare(cfg, str(out), runs=runs, log=typer.echo))
+
+
+@train_app.command("refine")
+def refine_cmd(
+    stage1: Path = typer.Option(..., "--stage1", help="First-stage checkpoint (.pt), e.g. RUN/best.pt."),
+    data: Path = typer.Option(..., "--data", help="The prepared dataset the first stage was trained on."),
+    out: Path = typer.Option(..., "--out", help="Run directory of the second stage."),
+    zoom: float = typer.Option(
+        1.2, help="Stage-2 crop: the face box's side / zoom, centred and turned upright by the stage-1 points."),
+    epochs: int = typer.Option(10),
+    batch: int = typer.Option(256),
+    lr: float = typer.Option(1e-4),
+    device: str = typer.Option("auto"),
+    seed: int = typer.Option(0),
+    limit: int = typer.Option(0, help="The --limit the first stage was fitted with (same faces; 0 = all)."),
+    init: bool = typer.Option(True, help="Start the second stage from the first stage's weights."),
+) -> None:
+    """Cascade refinement (Sun et al.): re-crop every face around the first stage's points, fit a second
+    stage on those crops, export both to ONNX and report the accuracy gain and the cost per face."""
+    _need_torch()
+    from engines.export import export_onnx
+    from engines.select import load_backend
+    from train.fit import FitConfig, fit
+    from train.refine import evaluate_cascade, prepare_stage2
+
+    if zoom <= 0:
+        raise UserError("--zoom must be > 0")
+    os.makedirs(out, exist_ok=True)
+    first = load_backend(str(stage1), "torch")
+    stage2_data = str(out / "stage2.npz")
+    with _progress() as progress:
+        meta = prepare_stage2(str(data), first, stage2_data, zoom, limit or None, seed, progress)
+    typer.echo(f"wrote {stage2_data}: {meta['n_faces']} faces re-cropped around {stage1}'s points "
+               f"(zoom {zoom:g}, {meta['n_val']} validation)")
+    cfg = FitConfig(stage2_data, str(out), first.info.arch, epochs=epochs, batch=batch, lr=lr, device=device,
+                    seed=seed, arch_kwargs=dict(first.info.extra.get("arch_kwargs") or {}),
+                    init=str(stage1) if init else None)
+    try:
+        fit(cfg, log=typer.echo)
+    except (FileNotFoundError, ValueError, RuntimeError) as err:
+        raise UserError(str(err)) from None
+    onnx1 = export_onnx(str(stage1), str(out / "stage1.onnx"))
+    onnx2 = export_onnx(str(out / "best.pt"), str(out / "stage2.onnx"))
+    result = evaluate_cascade(load_backend(onnx1, "onnxruntime"), load_backend(onnx2, "onnxruntime"), str(data),
+                              limit or None, seed)
+    (out / "cascade.json").write_text(json.dumps(result, indent=2))
+    s1, s2, ms = result["stage1"], result["cascade"], result["ms_per_face"]
+    typer.echo(f"validation faces: {result['n_images']}; RMSE {s1['rmse_px']:.3f} -> {s2['rmse_px']:.3f} px "
+               f"(gain {result['rmse_gain_px']:+.3f}); failure rate {100 * s1['failure_rate']:.2f}% -> "
+               f"{100 * s2['failure_rate']:.2f}%; ms per face (ONNX Runtime CPU, batch 1): stage 1 "
+               f"{ms['stage1']:.2f}, stage 2 {ms['stage2']:.2f}")
+    typer.echo(f"wrote {out / 'cascade.json'}, {onnx2}")
+
+
+@train_app.command("report")
+def report_cmd(
+    run_dir: Path = typer.Argument(..., help="A run directory, or a directory of runs (e.g. from compare)."),
+    data: Path = typer.Option(None, "--data", help="Prepared dataset for CED curves and prediction grids."),
+    out: Path = typer.Option(None, "--out", help="Where to write the PNGs (default RUN_DIR/report)."),
+) -> None:
+    """PNGs: loss curves, attribute accuracies, CED curves per model, validation crops with predicted and true
+    points, first-layer filters."""
+    _need_torch()
+    from train.report import report
+
+    try:
+        paths = report(str(run_dir), str(data) if data else None, str(out) if out else None)
+    except FileNotFoundError as err:
+        raise UserError(str(err)) from None
+    for p in paths:
+        typer.echo(f"wrote {p}")

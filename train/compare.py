@@ -18,7 +18,9 @@ PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"
 
 def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepared",
             log: Callable[[str], None] = print) -> str:
-    """Train each (arch, loss) run, evaluate its best checkpoint, write table.md + loss_curves.png; returns the table."""
+    """Train each (arch, loss) run, evaluate its best checkpoint, write table.md + loss_curves.png.
+
+    Returns the markdown table."""
     from engines.select import load_backend
 
     os.makedirs(out_dir, exist_ok=True)
@@ -36,7 +38,8 @@ def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepare
         rows.append((arch, loss, histories[name][-1]["train_loss"], m, minutes, len(histories[name])))
     plot_losses(histories, os.path.join(out_dir, "loss_curves.png"))
     lines = [
-        "| model | loss | train loss | val RMSE (px) | failure rate (>9.6 px) | NME (inter-ocular) | epochs | minutes |",
+        "| model | loss | train loss | val RMSE (px) | failure rate (>9.6 px) | NME (inter-ocular) | epochs "
+        "| minutes |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for arch, loss, train_loss, m, minutes, epochs in rows:

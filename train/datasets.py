@@ -1,6 +1,7 @@
-"""The one dataset spec parser: `FORMAT:PATH` -> a `FaceSet` of images and Kaggle-ordered keypoints.
+"""The one dataset spec parser: `FORMAT:PATH` -> a `FaceSet` of images and keypoints of a requested set.
 
 Formats: kaggle (training.csv / test.csv / label-only table), ytf (Udacity YouTube-Faces CSV), mtfl (MTFL list).
+Each adapter reads its native points (kaggle15, ibug68, mtfl5); `tracker.keypoints.map_keypoints` gives any set.
 """
 
 from __future__ import annotations
@@ -15,10 +16,19 @@ import cv2
 import numpy as np
 
 from tracker.errors import UserError
-from tracker.keypoints import KAGGLE15, KeypointSet
+from tracker.keypoints import IBUG68, KAGGLE15, MTFL5, KeypointSet, derivable, get_keypoint_set, map_keypoints
 
 FORMATS = ("kaggle", "ytf", "mtfl")
 ATTRIBUTES = ("gender", "smile", "glasses", "pose")  # gender 1=female; smile/glasses 1=yes; pose 0..4
+# Class names of each attribute's codes (column order of `FaceSet.attributes`; -1 = unknown).
+ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
+    "gender": ("male", "female"),
+    "smile": ("no", "yes"),
+    "glasses": ("no", "yes"),
+    "pose": ("left profile", "left", "frontal", "right", "right profile"),
+}
+# How each attribute's code changes under a horizontal mirror (pose: left <-> right); others stay.
+ATTRIBUTE_FLIP: dict[str, tuple[int, ...]] = {"pose": (4, 3, 2, 1, 0)}
 
 
 class DatasetError(UserError):
@@ -38,9 +48,41 @@ class FaceSet:
     rows: list[str]  # "file:line" of each face, for error messages
     precropped: bool = False  # Kaggle images are already 96x96 face crops
     skipped: list[str] = field(default_factory=list)  # "file:line: reason" of rows dropped by skip_bad
+    # (N, 15, 2) Kaggle-15 points (eye centres, mouth corners...) that place each face's box; None: from keypoints
+    box_points: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.box_points is None:
+            self.box_points = map_keypoints(self.keypoints, self.kps, KAGGLE15)
 
     def __len__(self) -> int:
         return len(self.keypoints)
+
+    def subset(self, rows: np.ndarray) -> FaceSet:
+        """The faces at `rows` (integer indices), in that order."""
+        rows = np.asarray(rows, dtype=np.int64)
+        images = self.images[rows] if isinstance(self.images, np.ndarray) else (
+            [self.images[i] for i in rows] if self.has_images else self.images)
+        return FaceSet(self.spec, self.kps, images, self.keypoints[rows], self.attributes[rows],
+                       [self.groups[i] for i in rows], [self.rows[i] for i in rows], self.precropped,
+                       list(self.skipped), self.box_points[rows])
+
+    def with_keypoints(self, kps: KeypointSet) -> FaceSet:
+        """These faces with keypoints of set `kps` (copied or derived from the native points).
+
+        Faces with none of its points labelled are dropped and listed in `skipped`; DatasetError when the
+        source has none of the set's points at all (e.g. ibug68 from MTFL's five).
+        """
+        if kps.names == self.kps.names:
+            return self
+        if not derivable(self.kps, kps):
+            raise DatasetError(f"{self.spec}: its {self.kps.name} points give none of the {kps.name} keypoints")
+        points = map_keypoints(self.keypoints, self.kps, kps)
+        keep = np.isfinite(points).all(axis=-1).any(axis=-1)
+        out = self.subset(np.flatnonzero(keep))
+        out.skipped += [f"{self.rows[i]}: no {kps.name} keypoint labelled" for i in np.flatnonzero(~keep)]
+        out.kps, out.keypoints = kps, points[keep]
+        return out
 
     @property
     def has_images(self) -> bool:
@@ -68,17 +110,32 @@ def parse_spec(spec: str) -> tuple[str, str]:
     return fmt, path
 
 
-def load_dataset(spec: str, skip_bad: bool = False) -> FaceSet:
-    """Parse a dataset spec into a FaceSet with the 15 Kaggle keypoints in Kaggle order.
+def resolve_keypoint_set(keypoints: str | KeypointSet) -> KeypointSet:
+    """A KeypointSet, or one looked up by name (DatasetError naming the known sets)."""
+    if isinstance(keypoints, KeypointSet):
+        return keypoints
+    try:
+        return get_keypoint_set(keypoints)
+    except ValueError as err:
+        raise DatasetError(str(err)) from None
+
+
+def load_dataset(spec: str, skip_bad: bool = False, keypoints: str | KeypointSet = "kaggle15") -> FaceSet:
+    """Parse a dataset spec into a FaceSet with the keypoints of set `keypoints` (default: Kaggle's 15).
 
     Malformed rows raise DatasetError naming file:line, or are dropped and listed in `skipped` when
     skip_bad is set. Images are not read here (see `FaceSet.load_image`) except Kaggle's inline pixels.
+    Faces without any point of the requested set are dropped (listed in `skipped`).
     """
+    kps = resolve_keypoint_set(keypoints)
     fmt, path = parse_spec(spec)
     loader = {"kaggle": _load_kaggle, "ytf": _load_ytf, "mtfl": _load_mtfl}[fmt]
     faces = loader(spec, path, skip_bad)
     if len(faces) == 0:
         raise DatasetError(f"{path}: no usable rows")
+    faces = faces.with_keypoints(kps)
+    if len(faces) == 0:
+        raise DatasetError(f"{path}: no row has a {kps.name} keypoint labelled")
     return faces
 
 
@@ -147,31 +204,6 @@ def _load_kaggle(spec: str, path: str, skip_bad: bool) -> FaceSet:
     )
 
 
-# iBUG-68 -> Kaggle 15 (../shared/data/README.md); tuples are averaged.
-IBUG68_TO_KAGGLE = {
-    "left_eye_center": tuple(range(42, 48)),
-    "right_eye_center": tuple(range(36, 42)),
-    "left_eye_inner_corner": (42,),
-    "left_eye_outer_corner": (45,),
-    "right_eye_inner_corner": (39,),
-    "right_eye_outer_corner": (36,),
-    "left_eyebrow_inner_end": (22,),
-    "left_eyebrow_outer_end": (26,),
-    "right_eyebrow_inner_end": (21,),
-    "right_eyebrow_outer_end": (17,),
-    "nose_tip": (30,),
-    "mouth_left_corner": (54,),
-    "mouth_right_corner": (48,),
-    "mouth_center_top_lip": (51,),
-    "mouth_center_bottom_lip": (57,),
-}
-
-
-def ibug68_to_kaggle(points68: np.ndarray) -> np.ndarray:
-    """Map iBUG-68 points (..., 68, 2) to the 15 Kaggle keypoints (..., 15, 2)."""
-    return np.stack([points68[..., list(IBUG68_TO_KAGGLE[n]), :].mean(axis=-2) for n in KAGGLE15.names], -2)
-
-
 def _identity(filename: str) -> str:
     """Person name from 'First_Last_0001.jpg' / 'First_Last_21.jpg'; else the file stem."""
     stem = os.path.splitext(os.path.basename(filename))[0]
@@ -209,23 +241,23 @@ def _load_ytf(spec: str, path: str, skip_bad: bool) -> FaceSet:
             if np.isnan(xy).all():
                 _bad(skipped, skip_bad, where, "no keypoint labelled")
                 continue
-            points.append(ibug68_to_kaggle(xy))
+            points.append(xy)
             images.append(os.path.join(folder, rec[0]))
             groups.append(f"ytf/{_identity(rec[0])}")
             rows.append(where)
     n = len(points)
-    return FaceSet(spec, KAGGLE15, images, np.array(points).reshape(n, 15, 2), np.full((n, 4), -1, np.int8),
+    return FaceSet(spec, IBUG68, images, np.array(points).reshape(n, 68, 2), np.full((n, 4), -1, np.int8),
                    groups, rows, skipped=skipped)
 
 
-# MTFL point order (image-left first) -> Kaggle names (subject's left = image right).
+# MTFL point order (image-left first) -> Kaggle names (subject's left = image right), read into MTFL5.
 MTFL_TO_KAGGLE = ("right_eye_center", "left_eye_center", "nose_tip", "mouth_right_corner", "mouth_left_corner")
 
 
 def _load_mtfl(spec: str, path: str, skip_bad: bool) -> FaceSet:
     """MTFL `training.txt`/`testing.txt`: path x1..x5 y1..y5 gender smile glasses pose."""
     root = os.path.dirname(path)
-    kps = KAGGLE15
+    kps = MTFL5
     idx = [kps.index(n) for n in MTFL_TO_KAGGLE]
     points, images, attrs, groups, rows, skipped = [], [], [], [], [], []
     with open(path) as f:
@@ -235,7 +267,8 @@ def _load_mtfl(spec: str, path: str, skip_bad: bool) -> FaceSet:
             if not parts:
                 continue
             if len(parts) != 15:
-                _bad(skipped, skip_bad, where, f"expected 15 fields (path, 10 coordinates, 4 attributes), found {len(parts)}")
+                _bad(skipped, skip_bad, where,
+                     f"expected 15 fields (path, 10 coordinates, 4 attributes), found {len(parts)}")
                 continue
             try:
                 vals = _floats(parts[1:11], where)

@@ -1,6 +1,7 @@
 """The training loop: Adam on a prepared set held on the device, masked loss, on-device augmentation.
 
-Writes RUN_DIR/last.pt and best.pt atomically each epoch, metrics.csv and loss_curve.png; Ctrl-C keeps them valid.
+Optional attribute heads (multi-task, TCDCN-style stopping). Writes RUN_DIR/last.pt and best.pt atomically each
+epoch, metrics.csv and loss_curve.png; Ctrl-C keeps them valid.
 """
 
 from __future__ import annotations
@@ -15,12 +16,21 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
-from train.checkpoint import load_checkpoint, model_meta, save_checkpoint
+from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
+from train.datasets import ATTRIBUTES
 from train.masked_loss import LOSSES
 from train.models import create_model
+from train.multitask import (
+    STOP_EPSILON,
+    STOP_K,
+    attribute_classes,
+    flip_labels,
+    masked_cross_entropy,
+    should_stop,
+)
 from train.prepare import Prepared, load_prepared
-from tracker.keypoints import get_keypoint_set
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
 
@@ -45,6 +55,15 @@ class FitConfig:
     augment: AugmentParams = field(default_factory=AugmentParams)
     arch_kwargs: dict = field(default_factory=dict)
     limit: int | None = None  # use at most this many training faces (quick runs and tests)
+    attr_weights: dict[str, float] = field(default_factory=dict)  # lambda per attribute head; empty: single task
+    stop_k: int = STOP_K  # task-wise early stopping of the attribute heads (TCDCN eq. 5)
+    stop_epsilon: float = STOP_EPSILON
+    init: str | None = None  # start from this checkpoint's weights (same arch and keypoints), e.g. a cascade stage 2
+
+    @property
+    def attributes(self) -> list[str]:
+        """The attribute heads to train, in ATTRIBUTES order (those with a weight > 0)."""
+        return [a for a in ATTRIBUTES if self.attr_weights.get(a, 0.0) > 0]
 
 
 def pick_device(name: str) -> torch.device:
@@ -63,22 +82,49 @@ def to_targets(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @torch.no_grad()
-def validate(model, crops, points, flip_perm, batch: int, loss_fn, amp_dtype) -> tuple[float, float]:
-    """(masked loss, masked RMSE in 96-px crop pixels) on centre crops without augmentation."""
+def validate(model, crops, points, flip_perm, batch: int, loss_fn, amp_dtype,
+             labels: torch.Tensor | None = None, attributes: list[str] | tuple = ()) -> dict[str, float]:
+    """Centre crops, no augmentation: val_loss (masked), val_rmse_px (96-px crop pixels) and, per attribute
+    head, val_ce_NAME and val_acc_NAME over the faces whose label is known (`labels`: (N, len(attributes)))."""
     model.eval()
     sq, cnt, loss_sum, n_batches = 0.0, 0, 0.0, 0
+    ce_sum = dict.fromkeys(attributes, 0.0)
+    hits, known = dict.fromkeys(attributes, 0), dict.fromkeys(attributes, 0)
     for i in range(0, len(crops), batch):
         x, q = augment_batch(crops[i : i + batch], points[i : i + batch], flip_perm, AugmentParams.none())
         y, m = to_targets(q)
         with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            pred = model(x)
+            pred, logits = model.forward_all(x) if attributes else (model(x), {})
         pred = pred.float()
         loss_sum += float(loss_fn(pred, y, m))
         n_batches += 1
         err = (pred - y) * 48.0
         sq += float((err * err)[m].sum())
         cnt += int(m.sum())
-    return loss_sum / max(n_batches, 1), math.sqrt(sq / max(cnt, 1))
+        for j, a in enumerate(attributes):
+            lab = labels[i : i + batch, j]
+            ok = lab >= 0
+            n = int(ok.sum())
+            if n:
+                ce_sum[a] += float(masked_cross_entropy(logits[a], lab)) * n
+                hits[a] += int((logits[a][ok].argmax(dim=1) == lab[ok]).sum())
+                known[a] += n
+    out = {"val_loss": loss_sum / max(n_batches, 1), "val_rmse_px": math.sqrt(sq / max(cnt, 1))}
+    for a in attributes:
+        out[f"val_ce_{a}"] = ce_sum[a] / known[a] if known[a] else float("nan")
+        out[f"val_acc_{a}"] = hits[a] / known[a] if known[a] else float("nan")
+    return out
+
+
+def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) face indices of a prepared set; with `limit`, a seeded random pool of at most
+    `limit` training and max(limit // 4, 16) validation faces, the same for every run with that seed."""
+    train_idx, val_idx = np.flatnonzero(~val), np.flatnonzero(val)
+    if limit:  # the same random pool for every loss, so complete-only sees a subset of masked's faces
+        rng = np.random.default_rng(seed)
+        train_idx = np.sort(rng.permutation(train_idx)[:limit])
+        val_idx = np.sort(rng.permutation(val_idx)[: max(limit // 4, 16)])
+    return train_idx, val_idx
 
 
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
@@ -91,12 +137,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     kps = get_keypoint_set(prepared.meta["keypoints"])
     loss_fn = LOSSES[cfg.loss]
 
-    train_idx = np.flatnonzero(~prepared.val)
-    val_idx = np.flatnonzero(prepared.val)
-    if cfg.limit:  # the same random pool for every loss, so complete-only sees a subset of masked's faces
-        rng = np.random.default_rng(cfg.seed)
-        train_idx = np.sort(rng.permutation(train_idx)[: cfg.limit])
-        val_idx = np.sort(rng.permutation(val_idx)[: max(cfg.limit // 4, 16)])
+    train_idx, val_idx = split_indices(prepared.val, cfg.limit, cfg.seed)
     if cfg.loss == "complete-only":  # the conventional pipeline drops every partially labelled face
         train_idx = train_idx[np.isfinite(prepared.keypoints[train_idx]).all(axis=(1, 2))]
     if len(train_idx) == 0 or len(val_idx) == 0:
@@ -108,9 +149,19 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     flip_perm = torch.from_numpy(kps.flip_permutation).to(device)
     tr_crops, tr_pts = crops[train_idx], points[train_idx]
     va_crops, va_pts = crops[val_idx], points[val_idx]
+    attrs = cfg.attributes
+    cols = [ATTRIBUTES.index(a) for a in attrs]
+    labels = torch.from_numpy(prepared.attributes[:, cols].astype(np.int64)).to(device)
+    tr_labels, va_labels = labels[train_idx], labels[val_idx]
+    if attrs and not bool((tr_labels >= 0).any()):
+        raise ValueError(f"{cfg.data}: no training face has a known {'/'.join(attrs)} label (MTFL faces have them)")
+    weights = {a: float(cfg.attr_weights[a]) for a in attrs}  # current lambda_a; 0 once task a has stopped
 
     # channels-last is faster for these convolutions on CUDA and on CPU (oneDNN) alike
-    model = create_model(cfg.arch, len(kps), **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
+    model = create_model(cfg.arch, len(kps), attributes={a: len(attribute_classes([a])[a]) for a in attrs},
+                         **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
+    if cfg.init and not cfg.resume:
+        init_from(model, cfg.init, cfg.arch, kps.names, log)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     amp_dtype = torch.bfloat16 if (cfg.amp and device.type == "cuda") else None
 
@@ -121,7 +172,12 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         "prepared": os.path.basename(cfg.data), "specs": prepared.meta["specs"],
         "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "loss": cfg.loss,
     }
-    meta = model_meta(cfg.arch, cfg.arch_kwargs, kps, data_summary)
+    if attrs:
+        data_summary["attr_weights"] = weights.copy()
+    if cfg.init:
+        data_summary["init"] = os.path.basename(cfg.init)
+    meta = model_meta(cfg.arch, cfg.arch_kwargs, kps, data_summary, attributes=attribute_classes(attrs),
+                      refine=prepared.meta.get("refine"))
     start_epoch, best, history = 0, float("inf"), []
     if cfg.resume:
         if not os.path.isfile(last_path):
@@ -132,6 +188,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         model.load_state_dict(old_model.state_dict())
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, best, history = ckpt["epoch"], ckpt["best_val_rmse"], ckpt["history"]
+        if history:
+            weights = {a: float(history[-1].get(f"lambda_{a}", w)) for a, w in weights.items()}
         log(f"resumed {last_path} at epoch {start_epoch} (best validation RMSE {best:.3f} px)")
 
     def lr_at(epoch: int) -> float:
@@ -144,7 +202,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                         history=history, config={**asdict(cfg), "augment": asdict(cfg.augment)})
 
     log(f"training {cfg.arch} ({cfg.loss} loss) on {len(train_idx)} faces, validating on {len(val_idx)}, "
-        f"device {device}{', bf16 autocast' if amp_dtype else ''}")
+        f"device {device}{', bf16 autocast' if amp_dtype else ''}"
+        + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
     epoch = start_epoch
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed + start_epoch)
@@ -156,37 +215,60 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
             t0 = time.perf_counter()
             perm = torch.randperm(len(tr_crops), device=device, generator=gen)
             loss_sum, n_batches, seen = 0.0, 0, 0
+            ce_sum = {a: torch.zeros((), device=device) for a in attrs}
+            ce_n = {a: torch.zeros((), device=device) for a in attrs}
             for i in range(0, len(perm), cfg.batch):
                 idx = perm[i : i + cfg.batch]
-                x, q = augment_batch(tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment, generator=gen)
+                x, q, flipped = augment_batch(tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment, generator=gen,
+                                              return_flip=True)
                 y, m = to_targets(q)
                 x = x.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    pred = model(x)
-                loss = loss_fn(pred.float(), y, m)
+                    pred, logits = model.forward_all(x) if attrs else (model(x), {})
+                landmark_loss = loss = loss_fn(pred.float(), y, m)
+                if attrs:
+                    lab = flip_labels(tr_labels[idx], attrs, flipped)
+                    for j, a in enumerate(attrs):
+                        ce = masked_cross_entropy(logits[a], lab[:, j])
+                        known = (lab[:, j] >= 0).sum()
+                        ce_sum[a] += ce.detach() * known
+                        ce_n[a] += known
+                        if weights[a] > 0:
+                            loss = loss + weights[a] * ce
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                loss_sum += float(loss.detach()) if n_batches % 10 == 0 or i + cfg.batch >= len(perm) else 0.0
+                loss_sum += float(landmark_loss.detach()) if n_batches % 10 == 0 or i + cfg.batch >= len(perm) else 0.0
                 n_batches += 1
                 seen += len(idx)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
-            val_loss, val_rmse = validate(model, va_crops, va_pts, flip_perm, 1024, loss_fn, amp_dtype)
+            val = validate(model, va_crops, va_pts, flip_perm, 1024, loss_fn, amp_dtype, va_labels, attrs)
+            val_loss, val_rmse = val["val_loss"], val["val_rmse_px"]
             row = {
                 "epoch": epoch + 1, "train_loss": loss_sum / max(1, math.ceil(n_batches / 10)),
                 "val_loss": val_loss, "val_rmse_px": val_rmse, "lr": lr_at(epoch),
                 "images_per_s": seen / seconds, "seconds": seconds,
             }
+            for a in attrs:
+                row[f"train_ce_{a}"] = float(ce_sum[a] / ce_n[a].clamp_min(1))
+                row.update({f"val_ce_{a}": val[f"val_ce_{a}"], f"val_acc_{a}": val[f"val_acc_{a}"]})
             history.append(row)
+            for a in stopped_tasks(history, weights, cfg):
+                weights[a] = 0.0
+                log(f"epoch {epoch + 1}: auxiliary task {a} stopped (TCDCN criterion, k={cfg.stop_k}, "
+                    f"epsilon={cfg.stop_epsilon:g}); its head is frozen from here on")
+            for a in attrs:  # the weight in force from the next epoch on (0 once stopped); --resume reads it
+                row[f"lambda_{a}"] = weights[a]
             if val_rmse < best:
                 best = val_rmse
                 save_checkpoint(best_path, model, meta, epoch=epoch + 1, best_val_rmse=best, history=history)
             save(epoch + 1)
             write_metrics(metrics_path, history)
             log(f"epoch {epoch + 1}/{cfg.epochs}  train {row['train_loss']:.5f}  val {val_loss:.5f}  "
-                f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s")
+                f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s"
+                + "".join(f"  {a} {100 * row[f'val_acc_{a}']:.1f}%" for a in attrs))
     except KeyboardInterrupt:
         log(f"interrupted: checkpoints in {cfg.out} hold the last finished epoch ({epoch})")
         raise
@@ -196,10 +278,37 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     return history[-1] if history else {}
 
 
+def stopped_tasks(history: list[dict], weights: dict[str, float], cfg: FitConfig) -> list[str]:
+    """The attribute tasks still running that the TCDCN criterion stops after the last epoch of `history`."""
+    out = []
+    for a, w in weights.items():
+        if w <= 0:
+            continue
+        train = [h[f"train_ce_{a}"] for h in history]
+        val = [h[f"val_ce_{a}"] for h in history]
+        if all(math.isfinite(v) for v in train + val) and should_stop(
+                train, val, cfg.attr_weights[a], cfg.stop_k, cfg.stop_epsilon):
+            out.append(a)
+    return out
+
+
+def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ...], log: Callable[[str], None]) -> None:
+    """Copy the weights of checkpoint `path` (same arch and keypoints) into `model`; new heads stay fresh."""
+    src, ckpt = load_checkpoint(path)
+    if ckpt["arch"] != arch or tuple(ckpt["keypoint_names"]) != tuple(names):
+        raise CheckpointError(f"--init {path}: a {ckpt['arch']} model with {len(ckpt['keypoint_names'])} keypoints "
+                              f"cannot start a {arch} model with {len(names)}")
+    own = model.state_dict()
+    state = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    model.load_state_dict(state, strict=False)
+    log(f"initialised from {path} ({len(state)}/{len(own)} tensors)")
+
+
 def write_metrics(path: str, history: list[dict]) -> None:
     tmp = path + ".tmp"
+    fields = METRIC_FIELDS + [k for k in history[-1] if k not in METRIC_FIELDS] if history else METRIC_FIELDS
     with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=METRIC_FIELDS)
+        w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(history)
     os.replace(tmp, path)

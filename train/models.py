@@ -1,6 +1,7 @@
-"""The model registry: `create_model(name)` builds ML-ResNet and the paper's baselines.
+"""The model registry: `create_model(name)` builds ML-ResNet, the paper's baselines and a small ResNet-18.
 
-Every model maps a (N, 1, 96, 96) float batch of pixel/255 to (N, 2K) targets normalised as (xy - 48) / 48.
+Every model maps a (N, 1, 96, 96) float batch of pixel/255 to (N, 2K) targets normalised as (xy - 48) / 48;
+with attribute heads, `forward_all` also gives each attribute's logits from the same shared features.
 """
 
 from __future__ import annotations
@@ -21,11 +22,18 @@ def register(name: str):
     return deco
 
 
-def create_model(name: str, num_keypoints: int = 15, **kwargs) -> nn.Module:
-    """Build a registered model by name; ValueError lists the known names."""
+def create_model(name: str, num_keypoints: int = 15, attributes: dict[str, int] | None = None,
+                 **kwargs) -> KeypointModel:
+    """Build a registered model by name, with a linear softmax head per attribute ({name: classes});
+    ValueError lists the known names."""
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(MODELS)}")
-    return MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    model = MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    for attr, classes in (attributes or {}).items():
+        head = nn.Linear(model.feature_dim, int(classes))
+        init_normal(head)
+        model.attribute_heads[attr] = head
+    return model
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:
@@ -35,6 +43,34 @@ def init_normal(module: nn.Module, std: float = 0.02) -> None:
             nn.init.normal_(m.weight, 0.0, std)
             if m.bias is not None:
                 nn.init.zeros_(m.bias)
+
+
+class KeypointModel(nn.Module):
+    """Shared features -> keypoint regression, plus optional attribute heads on the same features.
+
+    Subclasses set `feature_dim` and implement `features` and `regress`; `forward` gives keypoints only, so
+    every model (with heads or not) keeps the (N, 2K) contract. An empty head dict adds no weights.
+    """
+
+    feature_dim: int
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.attribute_heads = nn.ModuleDict()
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def regress(self, features: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.regress(self.features(x))
+
+    def forward_all(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(N, 2K) keypoint targets and {attribute: (N, classes) logits} from one pass over the trunk."""
+        f = self.features(x)
+        return self.regress(f), {name: head(f) for name, head in self.attribute_heads.items()}
 
 
 class ResidualBlock(nn.Module):
@@ -58,12 +94,13 @@ class ResidualBlock(nn.Module):
         return torch.relu(y)
 
 
-class KeypointCNN(nn.Module):
+class KeypointCNN(KeypointModel):
     """11x11 conv 32 + BN + ReLU + 2x2 max-pool, then blocks 32->64->128 (12x12), FC 500, dropout, 2K outputs."""
 
     def __init__(self, num_keypoints: int = 15, shortcut: bool = True, fc: int = 500, dropout: float = 0.5,
                  widths: tuple[int, ...] = (64, 128)) -> None:
         super().__init__()
+        self.feature_dim = fc
         self.stem = nn.Sequential(
             nn.Conv2d(1, 32, 11, padding=5, bias=False), nn.BatchNorm2d(32), nn.ReLU(inplace=True), nn.MaxPool2d(2)
         )
@@ -79,20 +116,88 @@ class KeypointCNN(nn.Module):
         )
         init_normal(self)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.blocks(self.stem(x)))
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The FC-500 layer after ReLU and dropout (the shared representation)."""
+        return self.head[:-1](self.blocks(self.stem(x)))
+
+    def regress(self, features: torch.Tensor) -> torch.Tensor:
+        return self.head[-1](features)
 
 
-class MLP(nn.Module):
+class MLP(KeypointModel):
     """The classic tutorial baseline: 9216 inputs, one hidden layer of 100 tanh units, 2K outputs."""
 
     def __init__(self, num_keypoints: int = 15, hidden: int = 100) -> None:
         super().__init__()
-        self.net = nn.Sequential(nn.Flatten(), nn.Linear(96 * 96, hidden), nn.Tanh(), nn.Linear(hidden, 2 * num_keypoints))
+        self.feature_dim = hidden
+        self.net = nn.Sequential(
+            nn.Flatten(), nn.Linear(96 * 96, hidden), nn.Tanh(), nn.Linear(hidden, 2 * num_keypoints)
+        )
         init_normal(self)
 
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net[:-1](x)
+
+    def regress(self, features: torch.Tensor) -> torch.Tensor:
+        return self.net[-1](features)
+
+
+class BasicBlock(nn.Module):
+    """ResNet's basic block: 3x3 conv (stride s) + BN + ReLU, 3x3 conv + BN, identity or 1x1 shortcut, ReLU."""
+
+    def __init__(self, cin: int, cout: int, stride: int = 1) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.shortcut = (
+            nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+            if stride != 1 or cin != cout else nn.Identity()
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class ResNet18(KeypointModel):
+    """ResNet-18 layout (BasicBlocks [2, 2, 2, 2]) for 96x96 grey faces, trained from scratch.
+
+    Stem: 5x5 conv stride 2 (96 -> 48) + BN + ReLU, no max-pool; stages of `widths` channels at 48, 24, 12,
+    6 px; global average pool, dropout, linear 2K outputs. Half of ImageNet ResNet-18's widths by default.
+    """
+
+    def __init__(self, num_keypoints: int = 15, widths: tuple[int, ...] = (32, 64, 128, 256),
+                 blocks: tuple[int, ...] = (2, 2, 2, 2), dropout: float = 0.2) -> None:
+        super().__init__()
+        self.feature_dim = widths[-1]
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], 5, stride=2, padding=2, bias=False), nn.BatchNorm2d(widths[0]),
+            nn.ReLU(inplace=True),
+        )
+        layers, cin = [], widths[0]
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
+            for j in range(n):
+                layers.append(BasicBlock(cin, w, stride=2 if (i > 0 and j == 0) else 1))
+                cin = w
+        self.stages = nn.Sequential(*layers)
+        self.pool = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Dropout(dropout))
+        self.out = nn.Linear(cin, 2 * num_keypoints)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        for m in self.stages.modules():  # zero-init each block's last BN: blocks start as identities
+            if isinstance(m, BasicBlock):
+                nn.init.zeros_(m.bn2.weight)
+        nn.init.normal_(self.out.weight, 0.0, 0.02)
+        nn.init.zeros_(self.out.bias)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(self.stages(self.stem(x)))
+
+    def regress(self, features: torch.Tensor) -> torch.Tensor:
+        return self.out(features)
 
 
 @register("mlresnet")
@@ -110,3 +215,9 @@ def cnn(num_keypoints: int = 15, **kw) -> nn.Module:
 @register("mlp")
 def mlp(num_keypoints: int = 15, **kw) -> nn.Module:
     return MLP(num_keypoints, **kw)
+
+
+@register("resnet18")
+def resnet18(num_keypoints: int = 15, **kw) -> nn.Module:
+    """A ResNet-18-style trunk from scratch (no pretrained weights), for comparison with ML-ResNet."""
+    return ResNet18(num_keypoints, **kw)

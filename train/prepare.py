@@ -15,7 +15,6 @@ import numpy as np
 from tracker.crop import (
     CROP_SIZE,
     HAAR_CALIBRATION,
-    BoxCalibration,
     FaceBox,
     box_from_keypoints,
     crop_face,
@@ -23,8 +22,8 @@ from tracker.crop import (
     to_crop,
 )
 from tracker.haar import HaarDetector
-from tracker.keypoints import get_keypoint_set
-from train.datasets import DatasetError, FaceSet, is_validation, load_dataset
+from tracker.keypoints import KAGGLE15, KeypointSet
+from train.datasets import DatasetError, FaceSet, is_validation, load_dataset, resolve_keypoint_set
 
 STORE_SIZE = 120  # stored crop side: the 96 px face box plus a 12 px margin each side for augmentation
 JPEG_QUALITY = 92
@@ -71,7 +70,7 @@ def match_detection(boxes: list[FaceBox], points: np.ndarray, guess: FaceBox | N
     return best
 
 
-def _encode(crop: np.ndarray) -> bytes:
+def encode_crop(crop: np.ndarray) -> bytes:
     ok, buf = cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
     if not ok:
         raise DatasetError("JPEG encoding failed")
@@ -86,11 +85,16 @@ def prepare(
     limit: int | None = None,
     detector: HaarDetector | None = None,
     progress=None,
+    keypoints: str | KeypointSet = "kaggle15",
 ) -> dict:
-    """Detect, crop and store every face of the given specs; returns the summary written into the file."""
-    kps = get_keypoint_set("kaggle15")
+    """Detect, crop and store every face of the given specs; returns the summary written into the file.
+
+    `keypoints` names the stored set (kaggle15, mtfl5, nose, ibug68); face boxes are always placed from the
+    Kaggle-15 points each source gives (`FaceSet.box_points`), so every set gets the same crops.
+    """
+    kps = resolve_keypoint_set(keypoints)
     detector = detector or HaarDetector()
-    sets: list[FaceSet] = [load_dataset(s, skip_bad=skip_bad) for s in specs]
+    sets: list[FaceSet] = [load_dataset(s, skip_bad=skip_bad, keypoints=kps) for s in specs]
     for fs in sets:
         if not fs.has_images:
             raise DatasetError(f"{fs.spec}: this file has labels but no images (nothing to crop)")
@@ -111,17 +115,17 @@ def prepare(
                 continue
             box = None
             if not fs.precropped:
-                guess = box_from_keypoints(fs.keypoints[i], kps)
-                box = match_detection(detector.detect(img), fs.keypoints[i], guess)
+                guess = box_from_keypoints(fs.box_points[i], KAGGLE15)
+                box = match_detection(detector.detect(img), fs.box_points[i], guess)
             work.append((si, i, img, box))
             if progress:
                 progress.advance(task)
 
     # fit the landmark -> Haar box calibration on the faces the detector found
-    matched = [(sets[si].keypoints[i], b) for si, i, _, b in work if b is not None]
-    usable = [(p, b) for p, b in matched if box_from_keypoints(p, kps) is not None]
-    calib = fit_box_calibration(np.array([p for p, _ in usable]), [b for _, b in usable], kps) if len(usable) >= 20 \
-        else HAAR_CALIBRATION
+    matched = [(sets[si].box_points[i], b) for si, i, _, b in work if b is not None]
+    usable = [(p, b) for p, b in matched if box_from_keypoints(p, KAGGLE15) is not None]
+    calib = fit_box_calibration(np.array([p for p, _ in usable]), [b for _, b in usable], KAGGLE15) \
+        if len(usable) >= 20 else HAAR_CALIBRATION
 
     # pass 2: crop
     store = STORE_SIZE
@@ -129,14 +133,14 @@ def prepare(
     task = progress.add_task("crop", total=len(work)) if progress else None
     for si, i, img, box in work:
         fs = sets[si]
-        pts = fs.keypoints[i]
+        pts, box_pts = fs.keypoints[i], fs.box_points[i]
         if fs.precropped:  # already a 96x96 face crop: the box is the whole image
             box = FaceBox(img.shape[1] / 2.0 - 0.5, img.shape[0] / 2.0 - 0.5, float(img.shape[1]))
         from_det = box is not None and not fs.precropped
         if box is None:
-            box = box_from_keypoints(pts, kps, calib)
+            box = box_from_keypoints(box_pts, KAGGLE15, calib)
         if box is None:  # too few labelled points to place a box: centre on what is labelled
-            good = pts[np.isfinite(pts).all(axis=1)]
+            good = box_pts[np.isfinite(box_pts).all(axis=1)]
             if len(good) < 2:
                 skipped.append(f"{fs.rows[i]}: too few keypoints to place a face box")
                 if progress:
@@ -145,7 +149,7 @@ def prepare(
             span = float(np.ptp(good, axis=0).max())
             box = FaceBox(*good.mean(axis=0), max(span * 2.0, 24.0))
         crop, m = crop_face(img, box.scaled(store / CROP_SIZE), store)
-        blobs.append(_encode(crop))
+        blobs.append(encode_crop(crop))
         points.append(to_crop(pts, m).astype(np.float32))
         attrs.append(fs.attributes[i])
         val.append(is_validation(fs.groups[i], val_fraction))
@@ -159,7 +163,6 @@ def prepare(
     if not blobs:
         raise DatasetError("no face could be prepared from " + ", ".join(specs))
 
-    offsets = np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64)
     meta = {
         "specs": list(specs),
         "keypoints": kps.name,
@@ -174,23 +177,31 @@ def prepare(
         "n_skipped": len(skipped),
         "skipped_examples": skipped[:20],
     }
+    write_prepared(out_path, blobs, np.stack(points), np.stack(attrs), np.array(val), np.array(det),
+                   np.array(groups), np.array(rows), np.array(source), np.array(source_index), meta)
+    return meta
+
+
+def write_prepared(out_path: str, blobs: list[bytes], keypoints: np.ndarray, attributes: np.ndarray,
+                   val: np.ndarray, detector: np.ndarray, groups: np.ndarray, rows: np.ndarray,
+                   source: np.ndarray, source_index: np.ndarray, meta: dict) -> None:
+    """Write a prepared file atomically: JPEG blobs of the stored crops plus the per-face arrays and meta."""
     tmp = out_path + ".tmp.npz"
     np.savez(
         tmp,
         jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
-        offsets=offsets,
-        keypoints=np.stack(points),
-        attributes=np.stack(attrs).astype(np.int8),
-        val=np.array(val),
-        detector=np.array(det),
-        groups=np.array(groups),
-        rows=np.array(rows),
-        source=np.array(source, dtype=np.int16),
-        source_index=np.array(source_index, dtype=np.int32),
+        offsets=np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64),
+        keypoints=keypoints.astype(np.float32),
+        attributes=attributes.astype(np.int8),
+        val=val.astype(bool),
+        detector=detector.astype(bool),
+        groups=groups,
+        rows=rows,
+        source=source.astype(np.int16),
+        source_index=source_index.astype(np.int32),
         meta=np.array(json.dumps(meta)),
     )
     os.replace(tmp, out_path)
-    return meta
 
 
 def load_prepared(path: str) -> Prepared:

@@ -64,6 +64,20 @@ LABELS = typer.Option(
 CSV = typer.Option(None, "--csv", help="Write the keypoint table here (one row per face per frame).")
 OUT = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .avi or .mkv).")
 HEADLESS = typer.Option(False, "--headless", help="No window: progress and FPS on the terminal only.")
+ATTRIBUTES = typer.Option(
+    False, "--attributes",
+    help="Also run the model's attribute heads (a multi-task model: gender, smile, glasses, pose) in the same "
+    "engine call: shown under each face box, and in the CSV as two columns per head after the coordinates, "
+    "NAME (most probable class, e.g. gender: male|female, smile/glasses: no|yes, pose: left profile|left|"
+    "frontal|right|right profile) and NAME_p (its probability, 0-1); empty on rows without a face. "
+    "A model without heads is an error.",
+)
+REFINE = typer.Option(
+    None, "--refine",
+    help="Cascade second stage (Sun et al.; from `fkd-track train refine`, e.g. RUN/stage2.onnx): re-crops "
+    "every face around the first stage's points and predicts them again, all faces in one batch; timed as "
+    "the 'refine' stage. Opened with the backend its file type picks.",
+)
 
 
 def _settings(detect_every: int, smooth: bool, min_cutoff: float, beta: float, d_cutoff: float) -> tuple:
@@ -85,11 +99,20 @@ def _overlay(labels: str) -> OverlayParams:
     return OverlayParams(labels=labels)
 
 
-def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, smooth: SmoothParams):
+def _stage2(refine: Path | None):
+    """The --refine second-stage backend (the backend its file type picks), or None."""
+    from engines.select import load_backend
+
+    return None if refine is None else load_backend(str(refine))
+
+
+def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, smooth: SmoothParams,
+              attributes: bool = False, refine: Path | None = None):
     from engines.select import load_backend
     from tracker.pipeline import Pipeline
 
-    return Pipeline(detector, load_backend(None if model is None else str(model), backend), track, smooth)
+    engine = load_backend(None if model is None else str(model), backend)
+    return Pipeline(detector, engine, track, smooth, attributes=attributes, refine=_stage2(refine))
 
 
 def _outputs(csv: Path | None, out: Path | None, pipeline, fps: float | None):
@@ -99,8 +122,16 @@ def _outputs(csv: Path | None, out: Path | None, pipeline, fps: float | None):
 
     kps: KeypointSet = pipeline.kps
     video = AnnotatedVideoWriter(out, fps or 25.0) if out is not None else None
-    writer = KeypointCsvWriter(csv, kps.columns) if csv is not None else None
+    writer = KeypointCsvWriter(csv, kps.columns, list(pipeline.attribute_classes)) if csv is not None else None
     return writer, video
+
+
+def _refine_cost(pipeline, stats) -> str | None:
+    """With --refine, one line with the second stage's cost per face next to the first stage's."""
+    if pipeline.stage2 is None:
+        return None
+    return (f"refine: {stats.ms_per_face('refine'):.2f} ms per face over {stats.crops} faces "
+            f"(first stage infer {stats.ms_per_face('infer'):.2f} ms per face)")
 
 
 def _close(*things) -> None:
@@ -140,6 +171,8 @@ def live(
     min_face: int = MIN_FACE,
     max_side: int = MAX_SIDE,
     labels: str = LABELS,
+    attributes: bool = ATTRIBUTES,
+    refine: Path | None = REFINE,
 ) -> None:
     """Live view: `fkd-track --camera 0` tracks the webcam (q or Esc quits). Commands below do the rest."""
     if ctx.invoked_subcommand is not None:
@@ -161,7 +194,7 @@ def live(
             require_display()
         track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
         detector = _haar(scale_factor, min_neighbors, min_face, max_side)
-        pipeline = _pipeline(model, backend, detector, track, smoothing)
+        pipeline = _pipeline(model, backend, detector, track, smoothing, attributes, refine)
         writer, video = _outputs(csv, out, pipeline, source.fps)
         h, w = source.frame_size
         _echo_err(f"camera {camera}: {w}x{h} at {source.fps:g} fps, engine {pipeline.backend.name}")
@@ -170,6 +203,8 @@ def live(
     finally:
         _close(writer, video, source)
     _echo_err(f"{stats.frames} frames at {stats.fps:.1f} fps ({dropped} camera frames skipped to keep up)")
+    if (cost := _refine_cost(pipeline, stats)) is not None:
+        _echo_err(cost)
 
 
 @app.command()
@@ -190,6 +225,8 @@ def video(
     min_face: int = MIN_FACE,
     max_side: int = MAX_SIDE,
     labels: str = LABELS,
+    attributes: bool = ATTRIBUTES,
+    refine: Path | None = REFINE,
     folder_fps: float = typer.Option(25.0, "--folder-fps", min=0.01, help="Frame rate of image folders."),
 ) -> None:
     """Track every frame of a video (or image folder): keypoint CSV, annotated video, progress bar.
@@ -211,7 +248,7 @@ def video(
     try:
         track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
         detector = _haar(scale_factor, min_neighbors, min_face, max_side)
-        pipeline = _pipeline(model, backend, detector, track, smoothing)
+        pipeline = _pipeline(model, backend, detector, track, smoothing, attributes, refine)
         writer, video_out = _outputs(csv, out, pipeline, source.fps)
         if show:
             window = Window(f"fkd-track: {source.name} (q or Esc to stop)")
@@ -232,6 +269,8 @@ def video(
         f"{stats.frames} frames at {stats.fps:.1f} fps; a face in {stats.frames_with_face}; "
         f"{len(stats.face_ids)} face id(s); detector ran on {stats.detections}"
     )
+    if (cost := _refine_cost(pipeline, stats)) is not None:
+        _echo_err(cost)
     if writer is not None:
         _echo_err(f"wrote {csv} ({writer.rows} rows)")
     if video_out is not None:
@@ -262,6 +301,11 @@ def bench(
     seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Seconds timed per backend and batch."),
     detect_every: int = DETECT_EVERY,
     passes: int = typer.Option(2, "--passes", min=1, help="End-to-end passes per mode (alternating)."),
+    refine: Path | None = typer.Option(
+        None, "--refine",
+        help="Cascade second stage run after the model end to end (needs --video): its own 'refine' column "
+        "and ms per face.",
+    ),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -275,7 +319,14 @@ def bench(
     )
 
     sizes = _batch_sizes(batch)
+    if refine is not None and video is None:
+        raise UserError("--refine is timed end to end: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
+    stage2 = _stage2(refine)
+    if stage2 is not None:  # refuse a wrong second stage before any timing
+        from tracker.cascade import stage2_zoom
+
+        stage2_zoom(stage2.info, backends[0].info)
     for line in skipped:
         _echo_err(line)
     rows = bench_engines(backends, sizes, seconds, bench_crops(video))
@@ -286,14 +337,15 @@ def bench(
                                      DEFAULT_SMOOTH.d_cutoff)
         engine = backends[0]
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
-        results = bench_end_to_end(video, engine, detector, track, smoothing, passes)
+        results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
         typer.echo(format_end_to_end(results, engine.name, video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
                    "detecting every frame")
         report["end_to_end"] = {"video": str(video), "backend": engine.name,
-                                "runs": [r.to_json() for r in results], "speedup": ratio}
+                                "runs": [r.to_json() for r in results], "speedup": ratio,
+                                "refine": None if refine is None else str(refine)}
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))

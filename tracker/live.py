@@ -17,7 +17,7 @@ from tracker.config import OverlayParams
 from tracker.csv_out import KeypointCsvWriter
 from tracker.errors import UserError
 from tracker.pipeline import Pipeline
-from tracker.results import STAGES, FrameResult
+from tracker.results import STAGES, FrameResult, stage_names
 from tracker.sources import FrameSource, LatestFrameSource
 from tracker.stream import StreamStats, run_stream
 from tracker.video_out import AnnotatedVideoWriter
@@ -83,7 +83,7 @@ class TerminalReport:
         now = time.perf_counter()
         if now - self.window_start >= self.every_s:
             fps = self.frames / (now - self.window_start)
-            stages = " ".join(f"{s} {self.totals[s] / self.frames:.1f}" for s in STAGES)
+            stages = " ".join(f"{s} {self.totals[s] / self.frames:.1f}" for s in stage_names(self.totals))
             faces = self.faces / self.frames
             self.echo(f"frame {result.index}: {fps:.1f} fps, {faces:.1f} faces/frame, ms: {stages}")
             self.window_start, self.frames, self.faces = now, 0, 0

@@ -1,5 +1,6 @@
-"""One frame through the tracker: scene-cut test, detection when due, crops, one engine batch, keypoints
-back to the frame, track update with confidence, One Euro smoothing; timed per stage.
+"""One frame through the tracker: scene-cut test, detection when due, crops, one engine batch (keypoints, and
+attribute heads with --attributes), keypoints back to the frame, optional cascade refinement (--refine, one
+second-stage batch), track update with confidence, One Euro smoothing; timed per stage.
 
 `Pipeline.process(frame)` returns a `FrameResult`; drawing and writing are the caller's business.
 """
@@ -11,13 +12,15 @@ import time
 import numpy as np
 
 from engines.backend import Backend, ModelInfo
+from engines.model_meta import OUTPUT_NAME, attribute_classes, attribute_labels
+from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.errors import UserError
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
-from tracker.results import FaceResult, FrameResult
+from tracker.results import REFINE_STAGE, FaceResult, FrameResult
 from tracker.scene_cut import SceneCutDetector
 from tracker.sources import Frame
 from tracker.tracking import Tracker
@@ -40,16 +43,38 @@ def model_keypoints(info: ModelInfo) -> KeypointSet:
     return kps
 
 
+def model_attributes(backend: Backend) -> dict[str, list[str]]:
+    """{attribute: class names} of the backend's attribute heads, for --attributes; UserError when the model
+    has none or the backend cannot give their outputs."""
+    classes = attribute_classes(backend.info)
+    if not classes:
+        raise UserError(f"--attributes: model {backend.info.path} has no attribute heads "
+                        "(train one with `fkd-track train fit --multitask`)")
+    if not callable(getattr(backend, "predict_all", None)):
+        raise UserError(f"--attributes: the {backend.name} backend gives keypoints only; "
+                        "use --backend onnxruntime or torch")
+    return classes
+
+
 class Pipeline:
-    """Detector + engine + tracker + smoothers for one stream. Not thread-safe; one per stream."""
+    """Detector + engine (+ second stage) + tracker + smoothers for one stream. Not thread-safe; one per stream.
+
+    `attributes=True` runs the model's attribute heads in the same engine call as the keypoints (UserError
+    for a model without heads); `refine` is a cascade second-stage backend (tracker.cascade) or None.
+    """
 
     def __init__(
-        self, detector: HaarDetector, backend: Backend, track: TrackParams, smooth: SmoothParams
+        self, detector: HaarDetector, backend: Backend, track: TrackParams, smooth: SmoothParams,
+        attributes: bool = False, refine: Backend | None = None,
     ) -> None:
         self.detector = detector
         self.backend = backend
         self.smooth = smooth
         self.kps = model_keypoints(backend.info)
+        self.attribute_classes = model_attributes(backend) if attributes else {}
+        if refine is not None:  # ModelError (one line) unless a second stage for this model's keypoints
+            stage2_zoom(refine.info, backend.info)
+        self.stage2 = refine
         self.tracker = Tracker(track, self.kps)
         self.verifier = FaceVerifier()
         self.cuts = SceneCutDetector(track.scene_cut)
@@ -82,12 +107,19 @@ class Pipeline:
             matrices.append(m)
         t = _lap(timings, "crop", t)
 
-        crop_points = self.backend.predict(crops) if slots else np.zeros((0, len(self.kps), 2), np.float32)
+        crop_points, labels = self._infer(crops)
         t = _lap(timings, "infer", t)
 
         points = np.stack([from_crop(p, m) for p, m in zip(crop_points, matrices, strict=True)]) if slots \
             else np.zeros((0, len(self.kps), 2))
+        if self.stage2 is not None:
+            t = _lap(timings, "post", t)
+            if slots:
+                points = refine_points(self.stage2, gray, points, [slot.box for slot in slots])
+            t = _lap(timings, REFINE_STAGE, t)
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
+        # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
+        slot_of = {id(slot.box): i for i, slot in enumerate(slots)}
         t = _lap(timings, "post", t)
 
         faces = []
@@ -101,12 +133,23 @@ class Pipeline:
                 face_id=tr.face_id, points=out, raw_points=raw, box=box,
                 crop_box=tr.crop_box, confidence=tr.confidence,
                 success=tr.confidence >= self.success_above,
+                attributes=labels[slot_of[id(tr.crop_box)]] if labels else {},
             ))
         alive = {tr.face_id for tr in tracks}
         for fid in [f for f in self.filters if f not in alive]:
             del self.filters[fid]
         _lap(timings, "smooth", t)
-        return FrameResult(frame.index, frame.timestamp_ms, faces, detected, cut, timings)
+        return FrameResult(frame.index, frame.timestamp_ms, faces, detected, cut, timings, crops=len(slots))
+
+    def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, list[dict]]:
+        """One engine call for all crops: (N, K, 2) crop-pixel keypoints and, with attributes, the per-face
+        {attribute: (class, probability)} labels (else an empty list)."""
+        if not len(crops):
+            return np.zeros((0, len(self.kps), 2), np.float32), []
+        if not self.attribute_classes:
+            return self.backend.predict(crops), []
+        outputs = self.backend.predict_all(crops)
+        return outputs[OUTPUT_NAME], attribute_labels(outputs, self.attribute_classes)
 
     def _filter(self, face_id: int) -> OneEuroFilter:
         """The face's own filter, created fresh for a new id (so nothing carries over between tracks)."""
@@ -116,6 +159,7 @@ class Pipeline:
 
 
 def _lap(timings: dict[str, float], stage: str, start: float) -> float:
+    """Add the ms since `start` to `stage` (a stage may be timed in more than one piece); returns now."""
     now = time.perf_counter()
-    timings[stage] = (now - start) * 1000.0
+    timings[stage] = timings.get(stage, 0.0) + (now - start) * 1000.0
     return now

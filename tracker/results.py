@@ -5,6 +5,7 @@ Plain dataclasses of numpy arrays and numbers, in frame pixels; outputs (CSV, ov
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -12,6 +13,15 @@ import numpy as np
 from tracker.crop import FaceBox
 
 STAGES = ("decode", "detect", "crop", "infer", "post", "smooth", "draw")
+REFINE_STAGE = "refine"  # timed only when a cascade second stage runs (--refine); listed after "infer"
+
+
+def stage_names(timed: Iterable[str]) -> tuple[str, ...]:
+    """The stages to report, in pipeline order: STAGES, with "refine" after "infer" when `timed` has it."""
+    if REFINE_STAGE not in set(timed):
+        return STAGES
+    at = STAGES.index("infer") + 1
+    return (*STAGES[:at], REFINE_STAGE, *STAGES[at:])
 
 
 @dataclass
@@ -25,6 +35,8 @@ class FaceResult:
     crop_box: FaceBox  # the (possibly rotated) box the engine's crop was taken from
     confidence: float
     success: bool
+    # with --attributes: {attribute: (most probable class, its probability)} in the model's head order
+    attributes: dict[str, tuple[str, float]] = field(default_factory=dict)
 
     @property
     def box_xywh(self) -> tuple[float, float, float, float]:
@@ -40,4 +52,5 @@ class FrameResult:
     faces: list[FaceResult]
     detected: bool  # the detector ran on this frame
     scene_cut: bool
-    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, see STAGES
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, see stage_names
+    crops: int = 0  # faces sent to the engine this frame (one batch; also the second stage's with --refine)

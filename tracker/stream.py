@@ -26,6 +26,7 @@ class StreamStats:
     frames: int = 0
     frames_with_face: int = 0  # frames with at least one face written with success=1
     faces: int = 0  # face rows
+    crops: int = 0  # faces sent to the engine (and to the second stage with --refine)
     detections: int = 0  # frames on which the detector ran
     scene_cuts: int = 0
     face_ids: set[int] = field(default_factory=set)
@@ -39,9 +40,14 @@ class StreamStats:
     def mean_ms(self) -> dict[str, float]:
         return {s: (v / self.frames if self.frames else 0.0) for s, v in self.stage_ms.items()}
 
+    def ms_per_face(self, stage: str) -> float:
+        """A stage's total ms over the faces sent to the engine (e.g. "infer", "refine"); 0 without faces."""
+        return self.stage_ms.get(stage, 0.0) / self.crops if self.crops else 0.0
+
     def add(self, result: FrameResult) -> None:
         self.frames += 1
         self.faces += len(result.faces)
+        self.crops += result.crops
         self.frames_with_face += any(f.success for f in result.faces)
         self.detections += result.detected
         self.scene_cuts += result.scene_cut

@@ -42,8 +42,8 @@ def test_default_model_is_accurate_on_held_out_faces(spec, shared_data):
     pred = load_backend(None).predict(np.stack(crops))
     m = keypoint_metrics(pred, np.stack(truth), KAGGLE15)
     assert m["n_images"] == len(rows) >= 40
-    # an untrained network is off by ~10-20 px; the shipped one must sit on the face
-    assert m["rmse_px"] < 4.5
+    # an untrained network is off by ~10-20 px; the shipped one (2.4-2.8 px here) must sit on the face
+    assert m["rmse_px"] < 3.5
     assert m["nme_interocular"] < 0.12
 
 

@@ -19,7 +19,7 @@ run: install
 	$(BIN)/fkd-track --camera 0
 
 lint: install-dev
-	$(BIN)/ruff check .
+	$(BIN)/python -m ruff check .
 
 test: lint
 	$(BIN)/python -m pytest -q

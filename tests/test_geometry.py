@@ -131,3 +131,10 @@ def test_calibration_fit_recovers_a_known_map(ytf_faces):
     fit = fit_box_calibration(pts, boxes, KAGGLE15)
     assert fit.along == pytest.approx(0.3, abs=1e-6) and fit.across == pytest.approx(0.05, abs=1e-6)
     assert fit.size_eye == pytest.approx(1.4, abs=1e-6) and fit.size_mouth == pytest.approx(1.2, abs=1e-6)
+
+
+def test_whole_image_box_crops_a_96_image_pixel_for_pixel():
+    img = np.random.default_rng(0).integers(0, 256, (96, 96)).astype(np.uint8)
+    crop, m = crop_face(img, FaceBox.whole_image(img.shape), 96)
+    np.testing.assert_allclose(m, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
+    assert (crop == img).all()

@@ -30,6 +30,12 @@ class FaceBox:
         """An upright square with the centre of the (x, y, w, h) rectangle and side sqrt(w*h)."""
         return cls(x + w / 2.0, y + h / 2.0, math.sqrt(max(w, 0.0) * max(h, 0.0)))
 
+    @classmethod
+    def whole_image(cls, shape: tuple[int, ...]) -> FaceBox:
+        """The box of an image that already is a face crop (e.g. Kaggle's 96x96): it crops pixel for pixel."""
+        h, w = shape[:2]
+        return cls(w / 2.0 - 0.5, h / 2.0 - 0.5, float(w))
+
     def to_xywh(self) -> tuple[float, float, float, float]:
         """Axis-aligned bounding rectangle (x, y, w, h) of the (rotated) square."""
         c = self.corners()

@@ -55,7 +55,7 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
     for i in rows:
         img, pts, box_pts = fs.load_image(int(i)), fs.keypoints[int(i)], fs.box_points[int(i)]
         if fs.precropped:
-            box = FaceBox(img.shape[1] / 2.0 - 0.5, img.shape[0] / 2.0 - 0.5, float(img.shape[1]))
+            box = FaceBox.whole_image(img.shape)
         elif crop == "detector":
             detector = detector or HaarDetector()
             box = match_detection(detector.detect(img), box_pts, box_from_keypoints(box_pts, KAGGLE15))

@@ -135,7 +135,7 @@ def prepare(
         fs = sets[si]
         pts, box_pts = fs.keypoints[i], fs.box_points[i]
         if fs.precropped:  # already a 96x96 face crop: the box is the whole image
-            box = FaceBox(img.shape[1] / 2.0 - 0.5, img.shape[0] / 2.0 - 0.5, float(img.shape[1]))
+            box = FaceBox.whole_image(img.shape)
         from_det = box is not None and not fs.precropped
         if box is None:
             box = box_from_keypoints(box_pts, KAGGLE15, calib)

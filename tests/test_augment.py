@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
 from tracker.keypoints import KAGGLE15, flip_keypoints
@@ -65,3 +66,12 @@ def test_missing_keypoints_stay_missing():
     pts[0, 0] = torch.tensor([50.0, 60.0])
     _, q = augment_batch(crops, pts, PERM, AugmentParams())
     assert torch.isfinite(q).all(dim=-1).sum() == 1
+
+
+def test_strength_scales_the_ranges_and_zero_turns_everything_off():
+    half, none, default = AugmentParams.scaled(0.5), AugmentParams.scaled(0.0), AugmentParams()
+    assert half.rotate == default.rotate / 2 and half.shift == default.shift / 2 and half.flip == default.flip
+    assert AugmentParams.scaled(1.0) == default and none == AugmentParams.none()
+    with pytest.raises(ValueError):
+        AugmentParams.scaled(-0.5)
+

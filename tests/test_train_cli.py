@@ -71,6 +71,27 @@ def test_resume_continues_from_last_checkpoint(run_dir, prepared, cli, tmp_path)
     assert len(list(csv.DictReader(open(resumed / "metrics.csv")))) == 3
 
 
+def test_model_options_and_augmentation_strength_reach_the_checkpoint(prepared, cli, tmp_path):
+    """A wider FC and an extra block (`--arch-option`), half-strength augmentation: the run records them,
+    `evaluate` rebuilds that model, and `--resume` refuses different options."""
+    import torch
+
+    out = tmp_path / "wide"
+    opts = ["--arch-option", "fc=64", "--arch-option", "widths=64,128,256", "--augment", "0.5"]
+    r = cli("train", "fit", "--data", prepared, "--out", out, "--epochs", "1", "--batch", "32", *opts)
+    assert r.code == 0, r.err
+    assert "fc=64, widths=(64, 128, 256)" in r.out and "rotate=6.0" in r.out
+    ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=False)
+    assert ckpt["arch_kwargs"] == {"fc": 64, "widths": (64, 128, 256)}
+    assert ckpt["state_dict"]["head.1.weight"].shape == (64, 256 * 6 * 6)
+    last = torch.load(out / "last.pt", map_location="cpu", weights_only=False)
+    assert last["config"]["augment"]["shift"] == 2.0
+    r = cli("train", "evaluate", "--model", out / "best.pt", "--data", prepared, "--crop", "prepared")
+    assert r.code == 0, r.err
+    r = cli("train", "fit", "--data", prepared, "--out", out, "--epochs", "2", "--batch", "32", "--resume")
+    assert r.code != 0 and "--arch-option" in r.err and "Traceback" not in r.err
+
+
 def test_evaluate_reports_the_metrics(run_dir, prepared, cli, tmp_path):
     out = tmp_path / "m.json"
     r = cli("train", "evaluate", "--model", run_dir / "best.pt", "--data", prepared, "--crop", "landmarks",
@@ -107,6 +128,9 @@ def test_compare_writes_a_table_of_the_three_paper_models(prepared, cli, tmp_pat
         (["train", "prepare", "--data", "foo:bar", "--out", "x.npz"], "FORMAT:PATH"),
         (["train", "fit", "--data", "/nope.npz", "--out", "r"], "prepared dataset not found"),
         (["train", "evaluate", "--model", "/nope.pt", "--data", MTFL_SPEC], "not found"),
+        (["train", "fit", "--data", "/nope.npz", "--out", "r", "--arch-option", "fcc=3"], "unexpected keyword"),
+        (["train", "fit", "--data", "/nope.npz", "--out", "r", "--arch-option", "fc"], "KEY=VALUE"),
+        (["train", "fit", "--data", "/nope.npz", "--out", "r", "--augment", "-1"], "must be >= 0"),
     ],
 )
 def test_bad_input_gets_one_line_and_nonzero_exit(args, message, cli, tmp_path, shared_data):

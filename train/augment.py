@@ -26,6 +26,15 @@ class AugmentParams:
     def none(cls) -> AugmentParams:
         return cls(0.0, 0.0, 0.0, 0.0, 0.0)
 
+    @classmethod
+    def scaled(cls, strength: float) -> AugmentParams:
+        """The default rotation, scale, shift and brightness ranges times `strength`; flips stay on unless 0."""
+        if strength < 0:
+            raise ValueError(f"augmentation strength must be >= 0, got {strength:g}")
+        d = cls()
+        return cls(d.flip if strength > 0 else 0.0, d.rotate * strength, d.scale * strength, d.shift * strength,
+                   d.brightness * strength)
+
 
 def augment_batch(
     crops: torch.Tensor,

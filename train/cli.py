@@ -95,22 +95,34 @@ def fit_cmd(
     stop_k: int = typer.Option(5, help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
     stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
+    arch_option: list[str] = typer.Option(
+        [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),
+    augment: float = typer.Option(1.0, help="Augmentation strength: x the default rotation/scale/shift/brightness "
+                                            "ranges (0 = none, flips off too)."),
 ) -> None:
     """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe."""
     _need_torch()
+    from train.augment import AugmentParams
     from train.fit import FitConfig, fit
     from train.masked_loss import LOSSES
-    from train.models import MODELS
+    from train.models import MODELS, create_model, parse_arch_options
 
     if arch not in MODELS:
         raise UserError(f"unknown --arch {arch!r}; known: {', '.join(MODELS)}")
+    try:
+        arch_kwargs = parse_arch_options(arch_option)
+        create_model(arch, **arch_kwargs)  # fails fast on an option the architecture does not take
+        augment_params = AugmentParams.scaled(augment)
+    except ValueError as err:
+        raise UserError(f"--arch-option/--augment: {err}") from None
     if loss not in LOSSES:
         raise UserError(f"unknown --loss {loss!r}; known: {', '.join(LOSSES)}")
     if schedule not in ("constant", "cosine"):
         raise UserError("--schedule must be constant or cosine")
     cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
                     seed, resume, limit=limit or None, attr_weights=_attr_weights(attr_weights, multitask),
-                    stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None)
+                    stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None,
+                    augment=augment_params, arch_kwargs=arch_kwargs)
     try:
         fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -185,6 +185,9 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         old_model, ckpt = load_checkpoint(last_path, device)
         if ckpt["arch"] != cfg.arch:
             raise ValueError(f"--resume: {last_path} is a {ckpt['arch']} run, not {cfg.arch}")
+        if dict(ckpt.get("arch_kwargs") or {}) != cfg.arch_kwargs:
+            raise ValueError(f"--resume: {last_path} was trained with model options {ckpt.get('arch_kwargs')}, "
+                             f"not {cfg.arch_kwargs}; pass the same --arch-option values")
         model.load_state_dict(old_model.state_dict())
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, best, history = ckpt["epoch"], ckpt["best_val_rmse"], ckpt["history"]
@@ -203,6 +206,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
 
     log(f"training {cfg.arch} ({cfg.loss} loss) on {len(train_idx)} faces, validating on {len(val_idx)}, "
         f"device {device}{', bf16 autocast' if amp_dtype else ''}"
+        + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
+        + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
         + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
     epoch = start_epoch
     gen = torch.Generator(device=device)

@@ -28,12 +28,41 @@ def create_model(name: str, num_keypoints: int = 15, attributes: dict[str, int] 
     ValueError lists the known names."""
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(MODELS)}")
-    model = MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    try:
+        model = MODELS[name](num_keypoints=num_keypoints, **kwargs)
+    except TypeError as err:  # an option the architecture does not take
+        raise ValueError(f"{name}: {err}") from None
     for attr, classes in (attributes or {}).items():
         head = nn.Linear(model.feature_dim, int(classes))
         init_normal(head)
         model.attribute_heads[attr] = head
     return model
+
+
+def parse_arch_options(items: list[str]) -> dict:
+    """`KEY=VALUE` strings -> model keyword arguments: `fc=1000`, `dropout=0.3`, `widths=64,128,256`.
+
+    Values are ints, floats, true/false, or comma-separated lists of those (kept as tuples).
+    """
+
+    def value(text: str):
+        low = text.strip().lower()
+        if low in ("true", "false"):
+            return low == "true"
+        for kind in (int, float):
+            try:
+                return kind(low)
+            except ValueError:
+                pass
+        raise ValueError(f"{text!r} is not a number or true/false")
+
+    out: dict = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise ValueError(f"{item!r}: expected KEY=VALUE, e.g. fc=1000")
+        out[key.strip()] = tuple(value(v) for v in raw.split(",")) if "," in raw else value(raw)
+    return out
 
 
 def init_normal(module: nn.Module, std: float = 0.02) -> None:

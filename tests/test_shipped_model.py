@@ -42,9 +42,10 @@ def test_default_model_is_accurate_on_held_out_faces(spec, shared_data):
     pred = load_backend(None).predict(np.stack(crops))
     m = keypoint_metrics(pred, np.stack(truth), KAGGLE15)
     assert m["n_images"] == len(rows) >= 40
-    # an untrained network is off by ~10-20 px; the shipped one (2.4-2.8 px here) must sit on the face
-    assert m["rmse_px"] < 3.5
-    assert m["nme_interocular"] < 0.12
+    # an untrained network is off by ~10-20 px and the first CPU model by 2.4-2.8 px; the shipped one gives
+    # 1.5 (MTFL) and 1.9 px (YouTube-Faces) here, NME 0.05 and 0.07
+    assert m["rmse_px"] < 2.3
+    assert m["nme_interocular"] < 0.085
 
 
 def _float32_copy(src: str, dst: str) -> None:

@@ -42,6 +42,7 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
     size = info.input_size
     example = torch.from_numpy(_probe_batch(4, size))
     proto = _to_onnx(model, example, opset, outputs)
+    flush_denormal_initializers(proto)  # BatchNorm folding makes new ones from tiny conv weights
     for key, value in info_to_metadata(info).items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -60,6 +61,23 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
         if os.path.exists(tmp):
             os.remove(tmp)
     return onnx_path
+
+
+def flush_denormal_initializers(proto) -> int:
+    """Zero the denormal values of float32 initializers in an ONNX model (see `flush_denormals`)."""
+    from onnx import numpy_helper
+
+    n = 0
+    for k, init in enumerate(proto.graph.initializer):
+        a = numpy_helper.to_array(init)
+        if a.dtype != np.float32:
+            continue
+        tiny = (a != 0) & (np.abs(a) < np.finfo(np.float32).tiny)
+        if tiny.any():
+            n += int(tiny.sum())
+            proto.graph.initializer[k].CopyFrom(numpy_helper.from_array(np.where(tiny, 0, a).astype(np.float32),
+                                                                        init.name))
+    return n
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, opset: int, outputs: list[str]):

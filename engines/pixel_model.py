@@ -27,8 +27,25 @@ class PixelModel(nn.Module):
         return targets.float().reshape(-1, self.num_keypoints, 2) * self.half + self.half  # FP32 scaling
 
 
+@torch.no_grad()
+def flush_denormals(module: nn.Module) -> int:
+    """Set denormal float weights (|w| < the dtype's smallest normal, as weight decay leaves them) to 0.
+
+    Their products are below any output's precision, but x86 CPUs run denormal arithmetic ~10x slower.
+    Returns how many values were zeroed.
+    """
+    n = 0
+    for t in module.state_dict().values():
+        if t.is_floating_point():
+            tiny = (t != 0) & (t.abs() < torch.finfo(t.dtype).tiny)
+            n += int(tiny.sum())
+            t[tiny] = 0
+    return n
+
+
 def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:
-    """Load a train/ checkpoint as an eval-mode PixelModel plus its ModelInfo; ModelError on a bad file."""
+    """Load a train/ checkpoint as an eval-mode PixelModel plus its ModelInfo, denormal weights flushed to 0;
+    ModelError on a bad file."""
     from train.checkpoint import CheckpointError, load_checkpoint
 
     path = require_model_file(str(checkpoint_path))
@@ -38,4 +55,5 @@ def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:
         first = str(err).strip().splitlines()[0]
         raise ModelError(first if len(first) <= 200 else f"{first[:197]}...") from None
     info = info_from_checkpoint(path, ckpt)
+    flush_denormals(net)
     return PixelModel(net, info.num_keypoints, info.input_size).eval(), info

@@ -49,6 +49,11 @@ def checkpoint(tmp_path_factory, real_crops) -> Path:
             bn.weight.uniform_(0.5, 1.5)
             bn.bias.uniform_(-0.2, 0.2)
             bn.running_mean.add_(torch.empty_like(bn.running_mean).uniform_(-0.05, 0.05))
+        # dead filters as long weight decay leaves them: denormal weights, and tiny ones BN folding can
+        # turn denormal; both must leave the exported model (x86 runs denormal arithmetic ~10x slower)
+        model.blocks[1].conv1.weight[:2] = 1e-40
+        model.blocks[1].conv1.weight[2:4] = 2e-38
+        model.blocks[1].bn1.weight[2:4] = 1e-3
     model.eval()
     path = tmp_path_factory.mktemp("export") / "model.pt"
     save_checkpoint(str(path), model, model_meta("mlresnet", {}, KAGGLE15, {"faces": 6, "source": "test"}))
@@ -103,6 +108,26 @@ def test_onnxruntime_matches_torch_fp32_on_real_crops(exported, checkpoint, real
     for i in (0, 3):  # batch size does not change the answer
         assert np.abs(ort_backend.predict(real_crops[i:i + 1]) - got[i:i + 1]).max() < 1e-3
     assert ort_backend.predict(real_crops[:0]).shape == (0, 15, 2)
+
+
+def _denormals(a: np.ndarray) -> int:
+    a = np.asarray(a, dtype=np.float32)
+    return int(((a != 0) & (np.abs(a) < np.finfo(np.float32).tiny)).sum())
+
+
+def test_denormal_weights_are_flushed_on_load_export_and_in_onnxruntime(checkpoint, exported):
+    import onnx
+    from onnx import numpy_helper
+
+    from engines.ort_backend import session_options
+    from engines.pixel_model import load_pixel_model
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
+    assert _denormals(saved["blocks.1.conv1.weight"].numpy()) > 0
+    model, _ = load_pixel_model(str(checkpoint))
+    assert sum(_denormals(t.numpy()) for t in model.state_dict().values() if t.is_floating_point()) == 0
+    assert sum(_denormals(numpy_helper.to_array(i)) for i in onnx.load(str(exported)).graph.initializer) == 0
+    assert session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"
 
 
 def test_export_engine_without_tensorrt_is_one_clear_line(checkpoint, tmp_path):

@@ -28,9 +28,6 @@ def session_options(threads: int | None = None) -> ort.SessionOptions:
     # worker threads sleep between calls instead of spinning: the tracker's decode and Haar stages
     # share the same cores, and spinning took their CPU (end-to-end 42 -> 85 frames/s measured)
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    # denormal floats (weights that weight decay pushed towards 0, and the activations they give) run ~10x
-    # slower on x86; flushing them to zero changes no output (measured: 53 -> 490 faces/s on one model)
-    opts.add_session_config_entry("session.set_denormal_as_zero", "1")
     return opts
 
 

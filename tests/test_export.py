@@ -115,7 +115,7 @@ def _denormals(a: np.ndarray) -> int:
     return int(((a != 0) & (np.abs(a) < np.finfo(np.float32).tiny)).sum())
 
 
-def test_denormal_weights_are_flushed_on_load_export_and_in_onnxruntime(checkpoint, exported):
+def test_denormal_weights_are_flushed_on_load_and_export(checkpoint, exported):
     import onnx
     from onnx import numpy_helper
 
@@ -127,7 +127,10 @@ def test_denormal_weights_are_flushed_on_load_export_and_in_onnxruntime(checkpoi
     model, _ = load_pixel_model(str(checkpoint))
     assert sum(_denormals(t.numpy()) for t in model.state_dict().values() if t.is_floating_point()) == 0
     assert sum(_denormals(numpy_helper.to_array(i)) for i in onnx.load(str(exported)).graph.initializer) == 0
-    assert session_options().get_session_config_entry("session.set_denormal_as_zero") == "1"
+    # not ONNX Runtime's session.set_denormal_as_zero: it also switches the creating thread to flush-to-zero,
+    # which changed unrelated float code later in the same process
+    with pytest.raises(RuntimeError, match="does not have configuration"):
+        session_options().get_session_config_entry("session.set_denormal_as_zero")
 
 
 def test_export_engine_without_tensorrt_is_one_clear_line(checkpoint, tmp_path):

@@ -11,7 +11,8 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from train.evaluate import evaluate
-from train.fit import FitConfig, fit, plot_losses
+from train.fit import FitConfig, fit
+from train.plots import plot_losses
 
 PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"))
 

@@ -25,6 +25,7 @@ from tracker.keypoints import (
     map_keypoints,
 )
 from train.datasets import ATTRIBUTES, FORMATS, DatasetError, FaceSet, load_dataset
+from train.plots import plot_ced
 from train.prepare import load_prepared, match_detection
 
 CROP_MODES = ("landmarks", "detector", "prepared")
@@ -153,29 +154,6 @@ def keypoint_metrics(pred: np.ndarray, truth: np.ndarray, kps: KeypointSet, n_to
             out["failure_rate_nme10"] = float((nme > 0.1).mean())
             out["_nme_per_face"] = nme
     return out
-
-
-def plot_ced(curves: dict[str, np.ndarray], path: str, xmax: float = 0.2) -> None:
-    """Cumulative error distribution: share of faces with inter-ocular NME below x, one line per model."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4.5))
-    for name, nme in curves.items():
-        x = np.sort(nme)
-        ax.plot(x, np.arange(1, len(x) + 1) / len(x), label=f"{name} (mean {nme.mean():.3f})")
-    ax.axvline(0.1, color="grey", ls=":", lw=1)
-    ax.set_xlim(0, xmax)
-    ax.set_ylim(0, 1)
-    ax.set_xlabel("NME (error / inter-ocular distance)")
-    ax.set_ylabel("share of faces")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 256,

@@ -30,6 +30,7 @@ from train.multitask import (
     masked_cross_entropy,
     should_stop,
 )
+from train.plots import plot_losses
 from train.prepare import Prepared, load_prepared
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
@@ -317,25 +318,3 @@ def write_metrics(path: str, history: list[dict]) -> None:
         w.writeheader()
         w.writerows(history)
     os.replace(tmp, path)
-
-
-def plot_losses(runs: dict[str, list[dict]], path: str) -> None:
-    """Train (dashed) and validation (solid) loss per epoch for one or more runs, in one PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for name, hist in runs.items():
-        ep = [h["epoch"] for h in hist]
-        line, = ax.plot(ep, [h["val_loss"] for h in hist], label=f"{name} validation")
-        ax.plot(ep, [h["train_loss"] for h in hist], "--", color=line.get_color(), label=f"{name} train")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss (normalised MSE)")
-    ax.set_yscale("log")
-    ax.legend(fontsize=8)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)

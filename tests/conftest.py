@@ -17,6 +17,12 @@ SHARED = Path(os.environ.get("FKD_SHARED_DATA", REPO.parent / "shared" / "data")
 
 YTF_SPEC = f"ytf:{SHARED / 'ytf' / 'training_frames_keypoints.csv'}"
 MTFL_SPEC = f"mtfl:{SHARED / 'mtfl' / 'training.txt'}"
+
+
+def count_denormals(values) -> int:
+    """How many values, as float32, are non-zero but below float32's smallest normal number."""
+    a = np.asarray(values, dtype=np.float32)
+    return int(((a != 0) & (np.abs(a) < np.finfo(np.float32).tiny)).sum())
 KAGGLE_LABELS = SHARED / "kaggle" / "facial_keypoints_labels.csv"
 VIDEOS = SHARED / "videos"
 

@@ -18,6 +18,7 @@ from engines.backend import ModelError
 from engines.bench import bench_backend, crops_from_video
 from engines.select import load_backend
 from engines.tensorrt_env import current_gpu, tensorrt_available
+from tests.conftest import count_denormals
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
 from train.checkpoint import model_meta, save_checkpoint
@@ -110,11 +111,6 @@ def test_onnxruntime_matches_torch_fp32_on_real_crops(exported, checkpoint, real
     assert ort_backend.predict(real_crops[:0]).shape == (0, 15, 2)
 
 
-def _denormals(a: np.ndarray) -> int:
-    a = np.asarray(a, dtype=np.float32)
-    return int(((a != 0) & (np.abs(a) < np.finfo(np.float32).tiny)).sum())
-
-
 def test_denormal_weights_are_flushed_on_load_and_export(checkpoint, exported):
     import onnx
     from onnx import numpy_helper
@@ -123,10 +119,10 @@ def test_denormal_weights_are_flushed_on_load_and_export(checkpoint, exported):
     from engines.pixel_model import load_pixel_model
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=True)["state_dict"]
-    assert _denormals(saved["blocks.1.conv1.weight"].numpy()) > 0
+    assert count_denormals(saved["blocks.1.conv1.weight"].numpy()) > 0
     model, _ = load_pixel_model(str(checkpoint))
-    assert sum(_denormals(t.numpy()) for t in model.state_dict().values() if t.is_floating_point()) == 0
-    assert sum(_denormals(numpy_helper.to_array(i)) for i in onnx.load(str(exported)).graph.initializer) == 0
+    assert sum(count_denormals(t.numpy()) for t in model.state_dict().values() if t.is_floating_point()) == 0
+    assert sum(count_denormals(numpy_helper.to_array(i)) for i in onnx.load(str(exported)).graph.initializer) == 0
     # not ONNX Runtime's session.set_denormal_as_zero: it also switches the creating thread to flush-to-zero,
     # which changed unrelated float code later in the same process
     with pytest.raises(RuntimeError, match="does not have configuration"):

@@ -1,19 +1,30 @@
 # Two entry points: `make run` (set up, then the live tracker) and `make test` (set up, then lint + tests).
+# The venv is hermetic: it sees no system site-packages and holds what pyproject declares, at the
+# versions in constraints.txt (what CI tested). USE_SYSTEM_TORCH=1 builds it with system site-packages
+# instead, so a CUDA torch already installed on the machine is used (see README, "Installing").
 PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# --system-site-packages: a torch already installed on the machine (e.g. a CUDA build) is reused.
-$(BIN)/python:
-	$(PY) -m venv --system-site-packages $(VENV)
+TORCH ?= torch==2.13.0
+USE_SYSTEM_TORCH ?=
+MODE := $(if $(USE_SYSTEM_TORCH),system,hermetic)
+PIP := $(BIN)/python -m pip install -q -c constraints.txt
 
-.PHONY: install install-dev run test lint
-install: $(BIN)/python
-	$(BIN)/python -m pip install -q -e .
+# The stamp names the mode, so switching modes (or an old --system-site-packages venv) rebuilds the venv.
+$(VENV)/.mode-$(MODE):
+	rm -rf $(VENV)
+	$(PY) -m venv $(if $(USE_SYSTEM_TORCH),--system-site-packages,) $(VENV)
+	touch $@
 
-# torch==2.13.0 is the light CPU wheel on these machines; an existing torch (any build) is kept.
-install-dev: $(BIN)/python
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[train,dev]"
+.PHONY: install install-dev run test lint lock gpu-check
+install: $(VENV)/.mode-$(MODE)
+	$(PIP) -e .
+
+# torch==2.13.0 is the light CPU wheel on these machines; installed only where no torch imports
+# (in the hermetic venv: always; with USE_SYSTEM_TORCH=1: only when the system has none).
+install-dev: $(VENV)/.mode-$(MODE)
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
+	$(PIP) -e ".[train,dev]"
 
 run: install
 	$(BIN)/fkd-track --camera 0
@@ -23,3 +34,12 @@ lint: install-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# Re-pin: resolve pyproject's ranges afresh in a throwaway hermetic venv and write constraints.txt.
+lock:
+	rm -rf .lock-venv && $(PY) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install -q $(TORCH) && .lock-venv/bin/python -m pip install -q ".[train,dev]"
+	{ echo "# Exact versions CI tested: the Makefile installs with -c constraints.txt. Regenerate: make lock."; \
+	  echo "# torch is installed on its own (TORCH, default $(TORCH)) so a CUDA build can be kept."; \
+	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -e '^torch==' -e '^fkd-track'; } > constraints.txt
+	rm -rf .lock-venv

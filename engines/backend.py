@@ -10,7 +10,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tracker.errors import UserError
+from engines.errors import UserError
 
 
 class ModelError(UserError):

@@ -10,8 +10,8 @@ from pathlib import Path
 import typer
 
 from engines.backend import ModelError
+from engines.errors import UserError
 from engines.model_file import model_kind, require_model_file
-from tracker.errors import UserError
 
 
 def export(

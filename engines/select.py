@@ -10,8 +10,8 @@ import importlib.util
 import os
 
 from engines.backend import Backend, ModelError
+from engines.errors import UserError
 from engines.model_file import model_kind, require_model_file
-from tracker.errors import UserError
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
 KIND_OF_BACKEND = {"onnxruntime": "onnx", "torch": "pt", "tensorrt": "engine"}

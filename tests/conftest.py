@@ -101,7 +101,7 @@ def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> CliRes
     import sys
 
     proc = subprocess.run(
-        [sys.executable, "-c", "from tracker.cli import main; main()", *map(str, args)],
+        [sys.executable, "-c", "from tracker.entry import main; main()", *map(str, args)],
         capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
         env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
     )

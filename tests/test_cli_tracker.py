@@ -140,7 +140,7 @@ def test_bad_model_is_one_line(cli, video_path, tmp_path):
 def test_ctrl_c_leaves_a_valid_csv(model_args, all_video_paths, tmp_path):
     csv = tmp_path / "int.csv"
     proc = subprocess.Popen(
-        [sys.executable, "-c", "from tracker.cli import main; main()", "video", *map(str, all_video_paths),
+        [sys.executable, "-c", "from tracker.entry import main; main()", "video", *map(str, all_video_paths),
          "--csv", str(csv), "--headless", "--detect-every", "1", *model_args],
         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
         text=True,

@@ -15,9 +15,9 @@ import pytest
 
 from engines.backend import ModelError, ModelInfo
 from engines.engine_sidecar import EngineSidecar, check_compatible, sidecar_path, write_sidecar
+from engines.errors import UserError
 from engines.model_meta import info_to_metadata
 from engines.select import default_model_path, load_backend
-from tracker.errors import UserError
 from tracker.keypoints import KAGGLE15
 
 

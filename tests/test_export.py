@@ -133,7 +133,7 @@ def test_export_engine_without_tensorrt_is_one_clear_line(checkpoint, tmp_path):
     if tensorrt_available():
         pytest.skip("TensorRT is installed here; the engine build is tested below")
     onnx_out, engine = tmp_path / "m.onnx", tmp_path / "m.engine"
-    cmd = [sys.executable, "-c", "from tracker.cli import main; main()", "export", "--model", str(checkpoint),
+    cmd = [sys.executable, "-c", "from tracker.entry import main; main()", "export", "--model", str(checkpoint),
            "--onnx", str(onnx_out), "--engine", str(engine)]
     run = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert run.returncode != 0

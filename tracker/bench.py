@@ -14,8 +14,8 @@ import numpy as np
 
 from engines.backend import Backend
 from engines.bench import BenchRow, bench_backend, crops_from_video
+from engines.errors import UserError
 from tracker.config import SmoothParams, TrackParams
-from tracker.errors import UserError
 from tracker.haar import HaarDetector
 from tracker.pipeline import Pipeline
 from tracker.results import REFINE_STAGE, stage_names

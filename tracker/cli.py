@@ -6,12 +6,12 @@ Commands are plain functions with typed options; user errors print one line and 
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
+from engines.errors import UserError
 from tracker.config import (
     BENCH_BATCHES,
     DEFAULT_CAMERA,
@@ -23,12 +23,12 @@ from tracker.config import (
     SmoothParams,
     TrackParams,
 )
-from tracker.errors import UserError
 from tracker.haar import HaarParams
 
 app = typer.Typer(
     name="fkd-track",
-    help="Real-time facial keypoint tracker: 15 Kaggle keypoints on every face, live or from video.",
+    help="Real-time facial keypoint tracker: 15 Kaggle keypoints on every face, live or from video. "
+    "Add --debug (or FKD_DEBUG=1) to see the traceback of an unexpected error.",
     no_args_is_help=False,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -378,36 +378,3 @@ def _register() -> None:
 
 
 _register()
-
-
-def main() -> None:
-    """Console entry point: run the app, turning user errors and Ctrl-C into one line each."""
-    from tracker.sources import quiet_video_logs
-
-    quiet_video_logs()
-    try:
-        code = app(standalone_mode=False)
-    except UserError as err:
-        typer.echo(f"error: {err}", err=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
-        sys.exit(130)
-    except (typer.Abort, typer.Exit) as err:
-        sys.exit(getattr(err, "exit_code", 1))
-    except Exception as err:  # click usage errors come through here with standalone_mode=False
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise
-    # without standalone mode typer returns exit codes instead of raising: Ctrl-C arrives as 130
-    if code == 130:
-        typer.echo("interrupted", err=True)
-    if isinstance(code, int) and code:
-        sys.exit(code)
-
-
-if __name__ == "__main__":
-    main()

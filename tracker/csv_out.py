@@ -11,7 +11,7 @@ import math
 import os
 from collections.abc import Sequence
 
-from tracker.errors import UserError
+from engines.errors import UserError
 from tracker.results import FaceResult
 
 BASE_COLUMNS = (

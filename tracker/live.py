@@ -13,9 +13,9 @@ from collections.abc import Callable
 
 import cv2
 
+from engines.errors import UserError
 from tracker.config import OverlayParams
 from tracker.csv_out import KeypointCsvWriter
-from tracker.errors import UserError
 from tracker.pipeline import Pipeline
 from tracker.results import STAGES, FrameResult, stage_names
 from tracker.sources import FrameSource, LatestFrameSource

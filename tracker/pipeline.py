@@ -12,11 +12,11 @@ import time
 import numpy as np
 
 from engines.backend import Backend, ModelInfo
+from engines.errors import UserError
 from engines.model_meta import OUTPUT_NAME, attribute_classes, attribute_labels
 from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, box_from_keypoints, crop_face, from_crop, to_gray
-from tracker.errors import UserError
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter

@@ -11,7 +11,7 @@ import os
 import cv2
 import numpy as np
 
-from tracker.errors import UserError
+from engines.errors import UserError
 
 FOURCC = {".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v", ".mkv": "mp4v", ".avi": "MJPG"}
 

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from tracker.errors import UserError
+from engines.errors import UserError
 from tracker.keypoints import KeypointSet
 from train.models import create_model
 

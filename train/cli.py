@@ -11,7 +11,7 @@ from pathlib import Path
 
 import typer
 
-from tracker.errors import UserError
+from engines.errors import UserError
 
 train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (needs torch).",
                         no_args_is_help=True)

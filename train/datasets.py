@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import cv2
 import numpy as np
 
-from tracker.errors import UserError
+from engines.errors import UserError
 from tracker.keypoints import IBUG68, KAGGLE15, MTFL5, KeypointSet, derivable, get_keypoint_set, map_keypoints
 
 FORMATS = ("kaggle", "ytf", "mtfl")

@@ -1,0 +1,78 @@
+"""Output files that can never damage inputs or each other: path checks up front, atomic writes after.
+
+Every command that writes calls `check_outputs` before opening anything, and writes whole-file
+outputs (npz, onnx, engine, json, png, checkpoints) through `atomic_path` (a sibling temp file, renamed on success).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+
+from engines.errors import UserError
+
+
+def _resolved(path: Path | str) -> Path:
+    return Path(path).expanduser().resolve()
+
+
+def check_outputs(inputs: Sequence[Path | str], outputs: Mapping[str, Path | str | None]) -> None:
+    """Refuse outputs that resolve to an input, lie inside an input folder, or coincide with another output.
+
+    `outputs` maps an option name (e.g. "--csv") to its path or None; each output's folder is created and
+    checked for writability here, before any work starts.
+    """
+    ins = [_resolved(p) for p in inputs]
+    seen: dict[Path, str] = {}
+    for option, path in outputs.items():
+        if path is None:
+            continue
+        out = _resolved(path)
+        for src in ins:
+            if out == src or (src.exists() and out.exists() and os.path.samefile(out, src)):
+                raise UserError(f"{option} {path} is an input; refusing to overwrite it (choose another path)")
+            if src.is_dir() and src in out.parents:
+                raise UserError(f"{option} {path} lies inside the input folder {src}; write it elsewhere")
+        if out in seen:
+            raise UserError(f"{option} and {seen[out]} both name {path}; give each output its own path")
+        if out.is_dir():
+            raise UserError(f"{option} {path} is a folder; give a file path")
+        seen[out] = option
+        ensure_writable_dir(out.parent, option)
+
+
+def ensure_writable_dir(folder: Path | str, option: str = "output") -> Path:
+    """Create `folder` (and parents) and prove it writable with a probe file; one clear error otherwise."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".fkd-probe-"):
+            pass
+    except FileExistsError as err:
+        raise UserError(f"{option}: {folder} exists and is not a folder") from err
+    except OSError as err:
+        raise UserError(f"{option}: cannot write in {folder}: {err.strerror or err}") from err
+    return folder
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path | str) -> Iterator[Path]:
+    """Yield a sibling temp path to write; rename it onto `path` only when the block succeeds.
+
+    On any exception (Ctrl-C and SIGTERM included) the temp file is removed and `path` is untouched.
+    The temp name keeps the suffix, since some writers (np.savez, cv2, matplotlib) choose the format by it.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise

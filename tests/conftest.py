@@ -95,17 +95,84 @@ class CliResult:
     err: str
 
 
-def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None) -> CliResult:
-    """Run `fkd-track ARGS` in a fresh process, as a user would; returns exit code, stdout, stderr."""
-    import subprocess
+def fkd_command() -> list[str]:
+    """The installed `fkd-track` console script beside this interpreter (as a user runs it)."""
+    import shutil
     import sys
 
+    script = Path(sys.executable).parent / "fkd-track"
+    if not script.is_file():
+        found = shutil.which("fkd-track")
+        if found is None:
+            pytest.fail("fkd-track is not installed in this environment (pip install -e .)")
+        script = Path(found)
+    return [str(script)]
+
+
+def _cli_env(extra: dict | None = None) -> dict:
+    return {**os.environ, "COLUMNS": "200", **(extra or {})}
+
+
+def run_cli(*args: str, timeout: float = 600, cwd: Path | None = None, env: dict | None = None) -> CliResult:
+    """Run the installed `fkd-track ARGS` in a fresh process, as a user would; returns code, stdout, stderr."""
+    import subprocess
+
     proc = subprocess.run(
-        [sys.executable, "-c", "from tracker.entry import main; main()", *map(str, args)],
-        capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO), "COLUMNS": "200"},
+        [*fkd_command(), *map(str, args)],
+        capture_output=True, text=True, timeout=timeout, cwd=cwd or REPO, env=_cli_env(env), stdin=subprocess.DEVNULL,
     )
     return CliResult(proc.returncode, proc.stdout, proc.stderr)
+
+
+def start_cli(*args: str, cwd: Path | None = None, env: dict | None = None):
+    """Start the installed `fkd-track ARGS` (for signals); stdout/stderr are pipes of text."""
+    import subprocess
+
+    return subprocess.Popen(
+        [*fkd_command(), *map(str, args)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=cwd or REPO, env=_cli_env(env), stdin=subprocess.DEVNULL,
+    )
+
+
+def file_hash(path: Path) -> str:
+    """sha256 of a file, or of every file under a folder (names included)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    path = Path(path)
+    for p in sorted(path.rglob("*")) if path.is_dir() else [path]:
+        if p.is_file():
+            h.update(str(p.relative_to(path) if path.is_dir() else p.name).encode())
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def assert_user_error(result: CliResult, *words: str, code: int = 2) -> None:
+    """The error contract: exit `code`, exactly one `error:` line on stderr naming `words`, no traceback."""
+    assert "Traceback" not in result.err + result.out, result.err
+    lines = [ln for ln in result.err.splitlines() if ln.startswith("error:")]
+    assert result.code == code, (result.code, result.err)
+    assert len(lines) == 1, result.err
+    for w in words:
+        assert w.lower() in lines[0].lower(), (w, lines[0])
+
+
+@pytest.fixture
+def small_tmpfs(tmp_path):
+    """A 2 MiB tmpfs mounted under tmp_path, to fill the disk; skipped (with the reason) where mount is denied."""
+    import subprocess
+
+    mnt = tmp_path / "full"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("disk-full cases need root to mount a small tmpfs")
+    res = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mnt)], capture_output=True, text=True)
+    if res.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {res.stderr.strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
 @pytest.fixture(scope="session")

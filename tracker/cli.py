@@ -287,7 +287,7 @@ def video(
     show = not headless and display_available()
     if not headless and not show:
         _echo_err("no display here: running headless")
-    source = open_inputs([str(p) for p in inputs], folder_fps, _echo_err)
+    source = open_inputs([str(p) for p in inputs], folder_fps)
     writer = video_out = window = None
     try:
         track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)

@@ -89,8 +89,9 @@ class KeypointCsvWriter:
             self._write([",".join(csv_header(coordinate_columns, self.attributes))])
         except UserError:
             self._file.close()
-            with contextlib.suppress(OSError):
-                os.unlink(self.path)  # not even the header fitted: leave no empty file behind
+            if os.path.isfile(self.path):  # not even the header fitted: leave no empty file (never a device)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
             raise
 
     def _write(self, lines: list[str]) -> None:

@@ -116,8 +116,9 @@ def warn_on_stderr(message: str) -> None:
 
 
 class ImageFolderSource(FrameSource):
-    """The images of a folder in name order, as frames `1000 / fps` ms apart. An image that does not decode
-    stops the stream (SourceError); a JPEG cut short is decoded as far as it goes, with one `warn` line."""
+    """The images of a folder in name order, as frames `1000 / fps` ms apart (frame N is the N-th image). A JPEG
+    cut short is left out with one `warn` line naming it (not decoded grey-filled); an image that does not decode
+    at all stops the stream (SourceError)."""
 
     def __init__(
         self, folder: str | os.PathLike, fps: float = 25.0, warn: Callable[[str], None] = warn_on_stderr
@@ -139,9 +140,10 @@ class ImageFolderSource(FrameSource):
         for index, path in enumerate(self.paths):
             with open(path, "rb") as f:
                 data = f.read()
+            if jpeg_cut_short(data):
+                self.warn(f"skipped {path}: the JPEG is cut short (truncated); frame {index} is left out")
+                continue
             image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
-            if image is not None and jpeg_cut_short(data):
-                self.warn(f"{path} is cut short (truncated JPEG): only its top part is real, the rest is grey")
             if image is None:
                 raise SourceError(f"cannot read image {path} (corrupt or not an image); stopped there")
             yield Frame(index, index * 1000.0 / self.fps, image)

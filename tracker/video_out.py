@@ -35,7 +35,7 @@ def playable_frames(path: str | os.PathLike) -> int:
     try:
         if not cap.isOpened() or not cap.read()[0]:
             return 0
-        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 1)
+        return max(int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), 0)
     finally:
         cap.release()
 

@@ -251,6 +251,13 @@ def test_disk_full_during_the_csv_keeps_whole_rows(inputs, small_tmpfs):
     assert "wrote" not in r.err
 
 
+@pytest.mark.skipif(not Path("/dev/full").is_char_device(), reason="no /dev/full here")
+def test_csv_onto_dev_full_is_one_line_and_the_device_stays(inputs, tmp_path):
+    r = run_case(inputs, [*fill(VIDEO, inputs, tmp_path), "--csv", "/dev/full"])
+    assert_user_error(r, "/dev/full", "no space left")
+    assert Path("/dev/full").is_char_device()  # a CSV whose header did not fit is removed only if a plain file
+
+
 @pytest.mark.parametrize("suffix", [".mp4", ".avi"])
 def test_disk_full_during_the_video_is_not_called_written(inputs, small_tmpfs, tmp_path, suffix):
     leave_free(small_tmpfs, 40960)

@@ -37,6 +37,7 @@ def _describe_oserror(err: OSError) -> str:
 
 
 def _fail(message: str, code: int) -> None:
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # one line, always
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 

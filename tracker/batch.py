@@ -33,6 +33,7 @@ from tracker.batch_task import (
     TrackSettings,
     init_worker,
     open_engines,
+    readable_like_plain_files,
     run_in_ray,
     run_in_worker,
     track_one,
@@ -250,6 +251,7 @@ def _previous_summary(path: Path) -> dict[str, dict]:
 def _write_summary(path: Path, tasks: list[Task], results: list[TaskResult | None]) -> None:
     columns = [f.name for f in fields(TaskResult)]
     with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as f:
+        readable_like_plain_files(tmp)
         writer = csv.writer(f)
         writer.writerow(columns)
         for task, result in zip(tasks, results, strict=True):

@@ -19,6 +19,7 @@ from engines.output_files import atomic_path
 from tracker.config import OverlayParams, SmoothParams, TrackParams
 from tracker.haar import HaarDetector, HaarParams
 
+_KEPT = "; output for the frames read was kept"  # what a truncated video's SourceError says `video` did
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_INTERRUPTED = "ok", "failed", "skipped", "interrupted"
 
 
@@ -135,6 +136,8 @@ def track_one(task: Task, settings: TrackSettings, engines: Engines) -> TaskResu
     start = time.perf_counter()
     try:
         with atomic_path(task.csv) as csv_tmp, _maybe_atomic(task.video) as video_tmp:
+            for tmp in (csv_tmp, video_tmp):
+                readable_like_plain_files(tmp)
             source = open_inputs([task.input], settings.folder_fps)
             writer = video = None
             try:
@@ -149,8 +152,8 @@ def track_one(task: Task, settings: TrackSettings, engines: Engines) -> TaskResu
                 for thing in (writer, video, source):
                     if thing is not None:
                         thing.close()
-    except (UserError, OSError) as err:
-        return _failed(task, start, str(err) or type(err).__name__)
+    except (UserError, OSError) as err:  # a truncated input's partial output was not kept here: say so
+        return _failed(task, start, (str(err) or type(err).__name__).replace(_KEPT, "; no output written"))
     except Exception as err:  # one input's unexpected failure must not stop the others
         return _failed(task, start, f"{type(err).__name__}: {err}")
     outputs = [task.csv] + ([task.video] if task.video else [])
@@ -161,6 +164,15 @@ def track_one(task: Task, settings: TrackSettings, engines: Engines) -> TaskResu
 def _failed(task: Task, start: float, message: str) -> TaskResult:
     return TaskResult(task.input, STATUS_FAILED, seconds=round(time.perf_counter() - start, 3),
                       error=" ".join(message.split()))
+
+
+def readable_like_plain_files(path: Path | None) -> None:
+    """Give an atomic_path temp file (created 0600) the mode a plain open() would: 0666 less the umask, so
+    outputs on a shared folder are readable by the cluster's other users."""
+    if path is not None:
+        mask = os.umask(0)
+        os.umask(mask)
+        os.chmod(path, 0o666 & ~mask)
 
 
 @contextlib.contextmanager

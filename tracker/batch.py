@@ -110,6 +110,7 @@ def batch(
                              _overlay(labels), attributes, folder_fps)
     spec = EngineSpec(ModelFile(None if model is None else str(model)), backend,
                       None if refine is None else ModelFile(str(refine)), threads)
+    ray = _import_ray() if ray_address is not None else None
     paths = expand_inputs(inputs)
     if not paths:
         raise UserError("no inputs: the list file(s) name no paths")
@@ -138,7 +139,7 @@ def batch(
 
             pending = [(i, tasks[i]) for i in todo]
             if ray_address is not None:
-                _run_ray(pending, spec, settings, ray_address, jobs, record)
+                _run_ray(ray, pending, spec, settings, ray_address, jobs, record)
             elif not in_process:
                 _run_pool(pending, spec, settings, min(jobs, len(pending)), record)
             else:
@@ -356,21 +357,29 @@ def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
 # --- Ray -------------------------------------------------------------------------------------------------------
 
 
-def _run_ray(pending: list[tuple[int, Task]], spec: EngineSpec, settings: TrackSettings, address: str, jobs: int,
-             on_result: OnResult) -> None:
-    """The same task as Ray tasks (one CPU each); the model's bytes go into the object store once."""
+def _import_ray():
+    """Ray, imported only for --ray; one error line where the [cluster] extra is not installed."""
     try:
         import ray
     except ImportError:
         raise UserError("--ray needs Ray: pip install 'fkd-track[cluster]'") from None
+    return ray
+
+
+def _run_ray(ray, pending: list[tuple[int, Task]], spec: EngineSpec, settings: TrackSettings, address: str,
+             jobs: int, on_result: OnResult) -> None:
+    """The same task as Ray tasks (one CPU each); the model's bytes go into the object store once."""
     shipped = EngineSpec(ModelFile.shipped(spec.model.path), spec.backend,
                          None if spec.refine is None else ModelFile.shipped(spec.refine.path), spec.threads)
     key = hashlib.sha256(repr((shipped.backend, shipped.threads)).encode() + shipped.model.data
                          + (shipped.refine.data if shipped.refine else b"")).hexdigest()
-    if address == "local":
-        ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, configure_logging=False)
-    else:
-        ray.init(address=address, log_to_driver=False, configure_logging=False)
+    try:
+        if address == "local":
+            ray.init(num_cpus=jobs, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        else:
+            ray.init(address=address, log_to_driver=False, configure_logging=False)
+    except (ConnectionError, RuntimeError, ValueError) as err:
+        raise UserError(f"--ray {address}: cannot start or join Ray: {' '.join(str(err).split())[:300]}") from None
     try:
         remote = ray.remote(num_cpus=1, max_retries=1)(run_in_ray)
         box = [ray.put(shipped)]

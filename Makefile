@@ -24,7 +24,7 @@ install: $(VENV)/.mode-$(MODE)
 # (in the hermetic venv: always; with USE_SYSTEM_TORCH=1: only when the system has none).
 install-dev: $(VENV)/.mode-$(MODE)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(PIP) -e ".[train,dev]"
+	$(PIP) -e ".[train,dev,cluster]"
 
 run: install
 	$(BIN)/fkd-track --camera 0
@@ -38,7 +38,7 @@ test: lint
 # Re-pin: resolve pyproject's ranges afresh in a throwaway hermetic venv and write constraints.txt.
 lock:
 	rm -rf .lock-venv && $(PY) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install -q $(TORCH) && .lock-venv/bin/python -m pip install -q ".[train,dev]"
+	.lock-venv/bin/python -m pip install -q $(TORCH) && .lock-venv/bin/python -m pip install -q ".[train,dev,cluster]"
 	{ echo "# Exact versions CI tested: the Makefile installs with -c constraints.txt. Regenerate: make lock."; \
 	  echo "# torch is installed on its own (TORCH, default $(TORCH)) so a CUDA build can be kept."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -e '^torch==' -e '^fkd-track'; } > constraints.txt

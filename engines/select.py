@@ -22,8 +22,12 @@ def default_model_path() -> str:
     return str(importlib.resources.files("tracker") / "assets" / "default.onnx")
 
 
-def load_backend(model_path: str | os.PathLike | None = None, backend: str = "auto") -> Backend:
+def load_backend(
+    model_path: str | os.PathLike | None = None, backend: str = "auto", threads: int | None = None
+) -> Backend:
     """Open `model_path` (None: the packaged default) with the named backend, or the best one for `auto`.
+
+    `threads`: ONNX Runtime intra-op threads (None: one per core); other backends ignore it.
 
     Model errors (missing, empty, truncated, wrong shape, built for another machine) raise ModelError
     naming the file; torch is imported only for .pt files, the torch backend or a CUDA check beside a .pt.
@@ -39,17 +43,17 @@ def load_backend(model_path: str | os.PathLike | None = None, backend: str = "au
     require_model_file(path)
     kind = model_kind(path)
     if backend == "auto":
-        return _auto(path, kind)
+        return _auto(path, kind, threads)
     if KIND_OF_BACKEND[backend] != kind:
         raise ModelError(f"{path}: the {backend} backend runs .{KIND_OF_BACKEND[backend]} files, not .{kind}")
-    return _open(backend, path)
+    return _open(backend, path, threads=threads)
 
 
-def _open(backend: str, path: str, device: str | None = None) -> Backend:
+def _open(backend: str, path: str, device: str | None = None, threads: int | None = None) -> Backend:
     if backend == "onnxruntime":
         from engines.ort_backend import OrtBackend
 
-        return OrtBackend(path)
+        return OrtBackend(path, threads)
     if backend == "torch":
         from engines.torch_backend import TorchBackend
 
@@ -59,14 +63,14 @@ def _open(backend: str, path: str, device: str | None = None) -> Backend:
     return TensorRTBackend(path)
 
 
-def _auto(path: str, kind: str) -> Backend:
+def _auto(path: str, kind: str, threads: int | None = None) -> Backend:
     """.engine -> TensorRT; .pt -> torch (CUDA when present); .onnx -> a matching sibling engine on a GPU,
     else a matching sibling .pt on CUDA, else ONNX Runtime."""
     if kind == "engine":
         return _open("tensorrt", path)
     if kind == "pt":
         return _open("torch", path)
-    ort_backend = _open("onnxruntime", path)
+    ort_backend = _open("onnxruntime", path, threads=threads)
     stem = os.path.splitext(path)[0]
     engine = stem + ".engine"
     if os.path.isfile(engine) and importlib.util.find_spec("tensorrt") is not None:

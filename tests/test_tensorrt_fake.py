@@ -17,11 +17,11 @@ from engines.backend import ModelError
 from engines.model_meta import OUTPUT_NAME
 from engines.select import default_model_path
 from tests.fake_tensorrt import FakeStream, make_tensorrt
+from tests.test_gpu_paths_cpu import FP16_MEAN_PX
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
 
 GPU = ("Fake GPU", "9.0")
-FP16_MEAN_PX = 0.1  # float16 keeps 11 significant bits: ~0.01 px per layer at the 48 px output scale
 
 
 @pytest.fixture(params=["10.8.0.43", "11.1.0.1"])

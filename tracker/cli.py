@@ -375,6 +375,9 @@ def _register() -> None:
 
     app.add_typer(train_app, name="train")
     app.command("export")(export)
+    from tracker.doctor import doctor
+
+    app.command("doctor")(doctor)
 
 
 _register()

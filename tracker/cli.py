@@ -420,11 +420,13 @@ def _register() -> None:
     """Attach the command groups that live beside the tracker (train needs torch only when run)."""
     from engines.cli import export
     from tracker.batch import batch
+    from tracker.doctor import doctor
     from train.cli import train_app
 
     app.add_typer(train_app, name="train")
     app.command("export")(export)
     app.command("batch")(batch)
+    app.command("doctor")(doctor)
 
 
 _register()

@@ -241,12 +241,16 @@ def refine_cmd(
     stage on those crops, export both to ONNX and report the accuracy gain and the cost per face."""
     _need_torch()
     from engines.export import export_onnx
+    from engines.model_file import require_model_file
     from engines.output_files import atomic_path, check_outputs
     from engines.select import load_backend
     from train.fit import FitConfig, fit
+    from train.prepare import require_prepared_file
     from train.refine import evaluate_cascade, prepare_stage2
     from train.run_folder import claim_run_folder
 
+    require_model_file(str(stage1))
+    require_prepared_file(str(data))
     claim_run_folder(out, force=force, inputs=[stage1, data])
     for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
         check_outputs([stage1, data], {"--out": out / name})

@@ -14,6 +14,7 @@ from engines.output_files import atomic_path, check_outputs
 from train.evaluate import evaluate
 from train.fit import FitConfig, fit
 from train.plots import plot_losses
+from train.prepare import require_prepared_file
 from train.run_folder import claim_run_folder, run_checkpoints
 
 PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"))
@@ -26,6 +27,7 @@ def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepare
     Returns the markdown table."""
     from engines.select import load_backend
 
+    require_prepared_file(base.data)
     check_outputs([base.data], {"--out": os.path.join(out_dir, "table.md")})
     check_outputs([base.data], {"--out": os.path.join(out_dir, "loss_curves.png")})
     configs = {}

@@ -33,7 +33,7 @@ from train.multitask import (
     should_stop,
 )
 from train.plots import plot_losses
-from train.prepare import Prepared, load_prepared
+from train.prepare import Prepared, load_prepared, require_prepared_file
 from train.run_folder import best_to_beat, claim_run_folder, interruption_message
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
@@ -134,6 +134,7 @@ def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.nda
 
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     """Train per `cfg`; returns the final history row. KeyboardInterrupt propagates after a safe save."""
+    require_prepared_file(cfg.data)  # a missing input leaves no empty run folder behind
     claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)

@@ -203,10 +203,15 @@ def write_prepared(out_path: str, blobs: list[bytes], keypoints: np.ndarray, att
         )
 
 
-def load_prepared(path: str) -> Prepared:
-    """Read a prepared file and decode its crops; DatasetError if it is missing or not a prepared set."""
+def require_prepared_file(path: str) -> None:
+    """DatasetError unless `path` is a file (cheap; run before creating any output)."""
     if not os.path.isfile(path):
         raise DatasetError(f"prepared dataset not found: {path}")
+
+
+def load_prepared(path: str) -> Prepared:
+    """Read a prepared file and decode its crops; DatasetError if it is missing or not a prepared set."""
+    require_prepared_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -12,6 +12,7 @@ import typer
 from engines.backend import ModelError
 from engines.errors import UserError
 from engines.model_file import model_kind, require_model_file
+from engines.output_files import atomic_path, check_outputs
 
 
 def export(
@@ -19,9 +20,9 @@ def export(
     onnx: Path | None = typer.Option(None, "--onnx", help="ONNX to write (default: checkpoint path, .onnx)."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine to build (TensorRT + GPU)."),
     fp16: bool = typer.Option(True, "--fp16/--fp32", help="Engine precision."),
-    min_batch: int = typer.Option(1, "--min-batch", help="Smallest batch the engine accepts."),
-    opt_batch: int = typer.Option(8, "--opt-batch", help="Batch size TensorRT tunes for."),
-    max_batch: int = typer.Option(64, "--max-batch", help="Largest batch the engine accepts."),
+    min_batch: int = typer.Option(1, "--min-batch", min=1, help="Smallest batch the engine accepts."),
+    opt_batch: int = typer.Option(8, "--opt-batch", min=1, help="Batch size TensorRT tunes for."),
+    max_batch: int = typer.Option(64, "--max-batch", min=1, help="Largest batch the engine accepts."),
     half_weights: bool = typer.Option(
         False, "--half-weights", help="Store the large weights of the ONNX as float16 (about half the file); "
         "refused unless outputs stay within 0.01 px of float32."),
@@ -31,33 +32,35 @@ def export(
     kind = model_kind(src)
     if kind == "engine":
         raise ModelError(f"{src} is already a TensorRT engine; pass the .pt checkpoint or its .onnx")
+    if not min_batch <= opt_batch <= max_batch:
+        raise UserError("need 1 <= --min-batch <= --opt-batch <= --max-batch, "
+                        f"got {min_batch}, {opt_batch}, {max_batch}")
+    if kind != "pt" and onnx is not None:
+        raise UserError(f"{src} is already ONNX; drop --onnx (or pass the .pt checkpoint to re-export)")
+    if kind != "pt" and engine is None:
+        raise UserError(f"{src} is already ONNX; add --engine OUT.engine to build a TensorRT engine")
+    onnx_path = (str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))) if kind == "pt" else src
+    check_outputs([src], {"--onnx": onnx_path if kind == "pt" else None, "--engine": engine,
+                          "--engine (its .json)": f"{engine}.json" if engine is not None else None})
     if engine is not None:
         from engines.tensorrt_env import import_tensorrt
 
-        if not 1 <= min_batch <= opt_batch <= max_batch:
-            raise UserError("need 1 <= --min-batch <= --opt-batch <= --max-batch, "
-                            f"got {min_batch}, {opt_batch}, {max_batch}")
         import_tensorrt()  # fail before writing anything when TensorRT is missing
     if kind == "pt":
         from engines.export import export_onnx
 
-        onnx_path = str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))
-        export_onnx(src, onnx_path)
-        if half_weights:
-            from engines.fp16_storage import store_weights_fp16
+        with atomic_path(onnx_path) as tmp:  # with --half-weights, only the float16 file is ever written
+            export_onnx(src, str(tmp))
+            if half_weights:
+                from engines.fp16_storage import store_weights_fp16
 
-            diff = store_weights_fp16(onnx_path, onnx_path)
-            typer.echo(f"stored large weights as float16 (max change {diff:.4f} px)")
+                diff = store_weights_fp16(str(tmp), str(tmp))
+                typer.echo(f"stored large weights as float16 (max change {diff:.4f} px)")
         typer.echo(f"wrote {onnx_path}")
     else:
-        if onnx is not None:
-            raise UserError(f"{src} is already ONNX; drop --onnx (or pass the .pt checkpoint to re-export)")
-        if engine is None:
-            raise UserError(f"{src} is already ONNX; add --engine OUT.engine to build a TensorRT engine")
         from engines.ort_backend import OrtBackend
 
         OrtBackend(src)  # validates shape and metadata before the long build
-        onnx_path = src
     if engine is not None:
         from engines.tensorrt_build import build_engine
 

@@ -17,6 +17,7 @@ import torch
 from engines.backend import ModelError
 from engines.model_file import sha256_file
 from engines.model_meta import INPUT_NAME, OUTPUT_NAME, attribute_classes, attribute_output_name, info_to_metadata
+from engines.output_files import atomic_path
 from engines.pixel_model import load_pixel_model
 from engines.torch_backend import AttributePixelModel
 
@@ -51,15 +52,10 @@ def export_onnx(checkpoint_path: str, onnx_path: str, opset: int = OPSET, verify
     onnx.checker.check_model(proto, full_check=True)
     onnx_path = os.fspath(onnx_path)
     os.makedirs(os.path.dirname(os.path.abspath(onnx_path)), exist_ok=True)
-    tmp = f"{onnx_path}.tmp"
-    try:
-        onnx.save_model(proto, tmp)
+    with atomic_path(onnx_path) as tmp:
+        onnx.save_model(proto, str(tmp))
         if verify:
-            _verify(model, tmp, onnx_path, size, outputs)
-        os.replace(tmp, onnx_path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+            _verify(model, str(tmp), onnx_path, size, outputs)
     return onnx_path
 
 

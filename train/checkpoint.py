@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from engines.errors import UserError
+from engines.output_files import atomic_path
 from tracker.keypoints import KeypointSet
 from train.models import create_model
 
@@ -50,10 +51,9 @@ def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None
 
 
 def save_checkpoint(path: str, model: nn.Module, meta: dict, **state: Any) -> None:
-    """Write {meta, weights, extra state} to path atomically."""
-    tmp = f"{path}.tmp"
-    torch.save({**meta, "state_dict": model.state_dict(), **state}, tmp)
-    os.replace(tmp, path)
+    """Write {meta, weights, extra state} to path atomically (nothing is left behind when interrupted)."""
+    with atomic_path(path) as tmp:
+        torch.save({**meta, "state_dict": model.state_dict(), **state}, tmp)
 
 
 def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tuple[nn.Module, dict]:

@@ -6,7 +6,6 @@ Each command is a plain function; torch is imported only by the commands that tr
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import typer
@@ -31,6 +30,31 @@ def _need_torch() -> None:
         raise UserError("training needs torch: pip install 'fkd-track[train]'") from None
 
 
+def _positive(value: float | None) -> float | None:
+    """Typer callback: refuse a value <= 0 (Typer's min= cannot exclude the bound itself)."""
+    if value is not None and not value > 0:
+        raise typer.BadParameter(f"must be > 0, got {value:g}")
+    return value
+
+
+def _fraction(value: float) -> float:
+    """Typer callback: a share in [0, 1)."""
+    if not 0 <= value < 1:
+        raise typer.BadParameter(f"must be >= 0 and < 1, got {value:g}")
+    return value
+
+
+LIMIT_HELP = "Train on at most this many faces (default: all)."
+FORCE_HELP = "Start over in an --out folder that already holds a run (replaces its checkpoints)."
+RESUME_HELP = "Continue the run in --out from its last.pt (never replaces a better best.pt)."
+
+
+def _spec_files(specs: list[str]) -> list[str]:
+    from train.datasets import spec_inputs
+
+    return [p for spec in specs for p in spec_inputs(spec)]
+
+
 KEYPOINTS_HELP = "Keypoint set to store: kaggle15 (default), mtfl5, nose or ibug68 (YouTube-Faces only)."
 
 
@@ -38,16 +62,19 @@ KEYPOINTS_HELP = "Keypoint set to store: kaggle15 (default), mtfl5, nose or ibug
 def prepare_cmd(
     data: list[str] = typer.Option(..., "--data", help="Dataset spec FORMAT:PATH (kaggle|ytf|mtfl); repeatable."),
     out: Path = typer.Option(..., "--out", help="Prepared dataset file to write (.npz)."),
-    val_fraction: float = typer.Option(0.1, help="Share of identities held out for validation."),
+    val_fraction: float = typer.Option(0.1, callback=_fraction,
+                                       help="Share of identities held out for validation, in [0, 1)."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows and unreadable images."),
-    limit: int = typer.Option(0, help="Use at most this many faces per spec (0 = all)."),
+    limit: int | None = typer.Option(None, min=1, help="Use at most this many faces per spec (default: all)."),
     keypoints: str = typer.Option("kaggle15", "--keypoints", help=KEYPOINTS_HELP),
 ) -> None:
     """Detect, crop (96 px box + margin) and store every face of the given datasets in one compact file."""
+    from engines.output_files import check_outputs
     from train.prepare import prepare
 
+    check_outputs(_spec_files(list(data)), {"--out": out})
     with _progress() as progress:
-        meta = prepare(list(data), str(out), val_fraction, skip_bad, limit or None, progress=progress,
+        meta = prepare(list(data), str(out), val_fraction, skip_bad, limit, progress=progress,
                        keypoints=keypoints)
     c = meta["calibration"]
     typer.echo(f"wrote {out}: {meta['n_faces']} faces ({meta['n_val']} validation), "
@@ -78,27 +105,29 @@ def fit_cmd(
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.csv, loss_curve.png)."),
     arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, cnn, mlp, resnet18."),
     loss: str = typer.Option("masked", help="masked (ignore missing labels) or complete-only (drop partial rows)."),
-    epochs: int = typer.Option(30),
-    batch: int = typer.Option(256),
-    lr: float = typer.Option(1e-4),
-    weight_decay: float = typer.Option(5e-4),
+    epochs: int = typer.Option(30, min=1),
+    batch: int = typer.Option(256, min=1),
+    lr: float = typer.Option(1e-4, callback=_positive),
+    weight_decay: float = typer.Option(5e-4, min=0.0),
     schedule: str = typer.Option("constant", help="Learning-rate schedule: constant or cosine."),
     device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
     amp: bool = typer.Option(True, help="bf16 mixed precision on CUDA."),
-    seed: int = typer.Option(0),
-    resume: bool = typer.Option(False, "--resume", help="Continue from OUT/last.pt."),
-    limit: int = typer.Option(0, help="Train on at most this many faces (0 = all)."),
+    seed: int = typer.Option(0, min=0),
+    resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
+    limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
     attr_weights: str = typer.Option(
         "", "--attr-weights",
         help="Multi-task: attribute heads with their loss weights, e.g. gender=0.1,smile=0.1,glasses=0.1,pose=0.1."),
     multitask: bool = typer.Option(False, "--multitask", help="All four MTFL attribute heads at lambda 0.1."),
-    stop_k: int = typer.Option(5, help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
-    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
+    stop_k: int = typer.Option(5, min=1,
+                               help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
+    stop_epsilon: float = typer.Option(8.0, min=0.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
     arch_option: list[str] = typer.Option(
         [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),
-    augment: float = typer.Option(1.0, help="Augmentation strength: x the default rotation/scale/shift/brightness "
-                                            "ranges (0 = none, flips off too)."),
+    augment: float = typer.Option(1.0, min=0.0, help="Augmentation strength: x the default rotation/scale/shift/"
+                                                     "brightness ranges (0 = none, flips off too)."),
     save_every: int = typer.Option(1, "--save-every", min=1,
                                    help="Write last.pt/best.pt every N epochs (the last epoch is always saved)."),
 ) -> None:
@@ -122,7 +151,7 @@ def fit_cmd(
     if schedule not in ("constant", "cosine"):
         raise UserError("--schedule must be constant or cosine")
     cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
-                    seed, resume, limit=limit or None, attr_weights=_attr_weights(attr_weights, multitask),
+                    seed, resume, force=force, limit=limit, attr_weights=_attr_weights(attr_weights, multitask),
                     stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None,
                     augment=augment_params, arch_kwargs=arch_kwargs, save_every=save_every)
     try:
@@ -141,14 +170,17 @@ def evaluate_cmd(
     backend: str = typer.Option("auto", help="Inference backend: auto, onnxruntime, torch, tensorrt."),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
+    skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows of a dataset spec (as prepare)."),
 ) -> None:
     """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate; attribute
     accuracies for a model with attribute heads. Scored on the model's own keypoint set."""
+    from engines.output_files import check_outputs
     from engines.select import load_backend
     from train.evaluate import evaluate
 
+    check_outputs([str(model), *(_spec_files([data]) or [data])], {"--json": json_out, "--ced": ced})
     m = evaluate(load_backend(str(model), backend), data, crop, ced_png=str(ced) if ced else None,
-                 json_out=str(json_out) if json_out else None)
+                 json_out=str(json_out) if json_out else None, skip_bad=skip_bad)
     typer.echo(json.dumps({k: v for k, v in m.items() if k != "per_keypoint_rmse_px"}, indent=2))
     typer.echo("per keypoint RMSE (px): " + ", ".join(
         f"{k}={v:.2f}" for k, v in m["per_keypoint_rmse_px"].items() if v is not None))
@@ -158,11 +190,13 @@ def evaluate_cmd(
 def compare_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset from `train prepare`."),
     out: Path = typer.Option(..., "--out", help="Directory for the runs, table.md and loss_curves.png."),
-    epochs: int = typer.Option(30),
-    batch: int = typer.Option(256),
-    lr: float = typer.Option(1e-4),
+    epochs: int = typer.Option(30, min=1),
+    batch: int = typer.Option(256, min=1),
+    lr: float = typer.Option(1e-4, callback=_positive),
     device: str = typer.Option("auto"),
-    limit: int = typer.Option(0, help="Train on at most this many faces (0 = all)."),
+    limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
+    resume: bool = typer.Option(False, "--resume", help="Continue each run of --out that has a last.pt."),
+    force: bool = typer.Option(False, "--force", help="Start over the runs --out already holds."),
     archs: str = typer.Option(
         "", "--archs",
         help="Comma-separated architectures, each trained with the masked loss (e.g. mlresnet,cnn,mlp,resnet18); "
@@ -174,14 +208,17 @@ def compare_cmd(
     from train.fit import FitConfig
     from train.models import MODELS
 
+    if resume and force:
+        raise UserError("--resume and --force exclude each other: continue the runs, or start them over")
     runs = PAPER_RUNS
     if archs:
-        names = [a.strip() for a in archs.split(",") if a.strip()]
+        names = list(dict.fromkeys(a.strip() for a in archs.split(",") if a.strip()))
         unknown = [a for a in names if a not in MODELS]
         if unknown or not names:
             raise UserError(f"--archs: unknown {', '.join(unknown) or '(none given)'}; known: {', '.join(MODELS)}")
         runs = tuple((a, "masked") for a in names)
-    cfg = FitConfig(str(data), str(out), epochs=epochs, batch=batch, lr=lr, device=device, limit=limit or None)
+    cfg = FitConfig(str(data), str(out), epochs=epochs, batch=batch, lr=lr, device=device, limit=limit,
+                    resume=resume, force=force)
     typer.echo(compare(cfg, str(out), runs=runs, log=typer.echo))
 
 
@@ -191,26 +228,34 @@ def refine_cmd(
     data: Path = typer.Option(..., "--data", help="The prepared dataset the first stage was trained on."),
     out: Path = typer.Option(..., "--out", help="Run directory of the second stage."),
     zoom: float = typer.Option(
-        1.2, help="Stage-2 crop: the face box's side / zoom, centred and turned upright by the stage-1 points."),
-    epochs: int = typer.Option(10),
-    batch: int = typer.Option(256),
-    lr: float = typer.Option(1e-4),
+        1.2, callback=_positive,
+        help="Stage-2 crop: the face box's side / zoom, centred and turned upright by the stage-1 points."),
+    epochs: int = typer.Option(10, min=1),
+    batch: int = typer.Option(256, min=1),
+    lr: float = typer.Option(1e-4, callback=_positive),
     device: str = typer.Option("auto"),
-    seed: int = typer.Option(0),
-    limit: int = typer.Option(0, help="The --limit the first stage was fitted with (same faces; 0 = all)."),
+    seed: int = typer.Option(0, min=0),
+    limit: int | None = typer.Option(None, min=1, help="The --limit the first stage was fitted with (same faces)."),
     init: bool = typer.Option(True, help="Start the second stage from the first stage's weights."),
+    force: bool = typer.Option(False, "--force", help=FORCE_HELP),
 ) -> None:
     """Cascade refinement (Sun et al.): re-crop every face around the first stage's points, fit a second
     stage on those crops, export both to ONNX and report the accuracy gain and the cost per face."""
     _need_torch()
     from engines.export import export_onnx
+    from engines.model_file import require_model_file
+    from engines.output_files import atomic_path, check_outputs
     from engines.select import load_backend
     from train.fit import FitConfig, fit
+    from train.prepare import require_prepared_file
     from train.refine import evaluate_cascade, prepare_stage2
+    from train.run_folder import claim_run_folder
 
-    if zoom <= 0:
-        raise UserError("--zoom must be > 0")
-    os.makedirs(out, exist_ok=True)
+    require_model_file(str(stage1))
+    require_prepared_file(str(data))
+    claim_run_folder(out, force=force, inputs=[stage1, data])
+    for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
+        check_outputs([stage1, data], {"--out": out / name})
     first = load_backend(str(stage1), "torch")
     stage2_data = str(out / "stage2.npz")
     with _progress() as progress:
@@ -219,7 +264,7 @@ def refine_cmd(
                f"(zoom {zoom:g}, {meta['n_val']} validation)")
     cfg = FitConfig(stage2_data, str(out), first.info.arch, epochs=epochs, batch=batch, lr=lr, device=device,
                     seed=seed, arch_kwargs=dict(first.info.extra.get("arch_kwargs") or {}),
-                    init=str(stage1) if init else None)
+                    init=str(stage1) if init else None, force=force)
     try:
         fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
@@ -228,7 +273,8 @@ def refine_cmd(
     onnx2 = export_onnx(str(out / "best.pt"), str(out / "stage2.onnx"))
     result = evaluate_cascade(load_backend(onnx1, "onnxruntime"), load_backend(onnx2, "onnxruntime"), str(data),
                               limit or None, seed)
-    (out / "cascade.json").write_text(json.dumps(result, indent=2))
+    with atomic_path(out / "cascade.json") as tmp:
+        tmp.write_text(json.dumps(result, indent=2))
     s1, s2, ms = result["stage1"], result["cascade"], result["ms_per_face"]
     typer.echo(f"validation faces: {result['n_images']}; RMSE {s1['rmse_px']:.3f} -> {s2['rmse_px']:.3f} px "
                f"(gain {result['rmse_gain_px']:+.3f}); failure rate {100 * s1['failure_rate']:.2f}% -> "

@@ -10,9 +10,12 @@ import time
 from collections.abc import Callable
 from dataclasses import replace
 
+from engines.output_files import atomic_path, check_outputs
 from train.evaluate import evaluate
 from train.fit import FitConfig, fit
 from train.plots import plot_losses
+from train.prepare import require_prepared_file
+from train.run_folder import claim_run_folder, run_checkpoints
 
 PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"))
 
@@ -24,13 +27,20 @@ def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepare
     Returns the markdown table."""
     from engines.select import load_backend
 
-    os.makedirs(out_dir, exist_ok=True)
+    require_prepared_file(base.data)
+    check_outputs([base.data], {"--out": os.path.join(out_dir, "table.md")})
+    check_outputs([base.data], {"--out": os.path.join(out_dir, "loss_curves.png")})
+    configs = {}
+    for arch, loss in runs:  # every run folder is checked before the first run starts
+        run_dir = os.path.join(out_dir, f"{arch}+{loss}")
+        resume = base.resume and "last.pt" in run_checkpoints(run_dir)  # --resume: the runs not started start
+        configs[f"{arch}+{loss}"] = cfg = replace(base, arch=arch, loss=loss, out=run_dir, resume=resume)
+        claim_run_folder(run_dir, cfg.resume, cfg.force, inputs=[base.data])
     rows, histories = [], {}
-    for arch, loss in runs:
-        name = f"{arch}+{loss}"
-        run_dir = os.path.join(out_dir, name)
+    for (arch, loss), (name, cfg) in zip(runs, configs.items(), strict=True):
+        run_dir = cfg.out
         t0 = time.perf_counter()
-        fit(replace(base, arch=arch, loss=loss, out=run_dir), log=log)
+        fit(cfg, log=log)
         minutes = (time.perf_counter() - t0) / 60
         import pandas as pd
 
@@ -48,6 +58,6 @@ def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepare
         lines.append(f"| {arch} | {loss} | {train_loss:.5f} | {m['rmse_px']:.3f} | {100 * m['failure_rate']:.2f}% "
                      f"| {nme} | {epochs} | {minutes:.1f} |")
     table = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, "table.md"), "w") as f:
-        f.write(table)
+    with atomic_path(os.path.join(out_dir, "table.md")) as tmp:
+        tmp.write_text(table)
     return table

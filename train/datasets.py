@@ -88,8 +88,14 @@ class FaceSet:
     def has_images(self) -> bool:
         return isinstance(self.images, np.ndarray) or len(self.images) == len(self)
 
+    def require_images(self) -> None:
+        """DatasetError unless the faces come with images (Kaggle's label-only table has none)."""
+        if not self.has_images:
+            raise DatasetError(f"{self.spec}: this file has labels but no images (nothing to crop)")
+
     def load_image(self, i: int) -> np.ndarray:
         """The grey uint8 image of face i; DatasetError if it is missing or cannot be decoded."""
+        self.require_images()
         if isinstance(self.images, np.ndarray):
             return self.images[i]
         path = self.images[i]
@@ -108,6 +114,18 @@ def parse_spec(spec: str) -> tuple[str, str]:
     if not os.path.isfile(path):
         raise DatasetError(f"dataset file not found: {path}")
     return fmt, path
+
+
+def spec_inputs(spec: str) -> list[str]:
+    """The files and folders a spec reads (its label file and image folder), for output checks; [] if invalid."""
+    fmt, sep, path = spec.partition(":")
+    if not sep or fmt not in FORMATS:
+        return []
+    if fmt == "ytf" and path.endswith("_frames_keypoints.csv"):
+        return [path, path[: -len("_frames_keypoints.csv")]]
+    if fmt == "mtfl":  # image paths are relative to the list's folder
+        return [path, os.path.dirname(os.path.abspath(path))]
+    return [path]
 
 
 def resolve_keypoint_set(keypoints: str | KeypointSet) -> KeypointSet:
@@ -146,10 +164,14 @@ def _bad(skipped: list[str], skip_bad: bool, where: str, reason: str) -> None:
 
 
 def _floats(values: list[str], where: str) -> np.ndarray:
+    """Coordinates of one row: numbers, or empty/nan for a missing label; ValueError for text or infinities."""
     try:
-        return np.array([float(v) if v.strip() not in ("", "nan", "NaN") else np.nan for v in values])
+        out = np.array([float(v) if v.strip() not in ("", "nan", "NaN") else np.nan for v in values])
     except ValueError as err:
         raise ValueError(f"non-numeric value ({err})") from None
+    if np.isinf(out).any():
+        raise ValueError("infinite coordinate")
+    return out
 
 
 def _load_kaggle(spec: str, path: str, skip_bad: bool) -> FaceSet:

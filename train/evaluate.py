@@ -157,17 +157,21 @@ def keypoint_metrics(pred: np.ndarray, truth: np.ndarray, kps: KeypointSet, n_to
 
 
 def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 256,
-             ced_png: str | None = None, json_out: str | None = None) -> dict:
-    """Evaluate a loaded backend on a spec (all rows) or a prepared file (validation split)."""
+             ced_png: str | None = None, json_out: str | None = None, skip_bad: bool = False) -> dict:
+    """Evaluate a loaded backend on a spec (all rows) or a prepared file (validation split).
+
+    A malformed row of a spec is refused as `train prepare` refuses it, or skipped (and counted) with skip_bad."""
     if crop not in CROP_MODES:
         raise DatasetError(f"--crop must be one of {', '.join(CROP_MODES)}")
     kps = model_keypoint_set(backend.info)
     if ":" in data and data.split(":", 1)[0] in FORMATS:
         if crop == "prepared":
             raise DatasetError("--crop prepared needs a prepared file, not a dataset spec")
-        fs = load_dataset(data, skip_bad=True, keypoints=kps)
+        fs = load_dataset(data, skip_bad=skip_bad, keypoints=kps)
         faces = faces_from_set(fs, np.arange(len(fs)), crop)
+        n_skipped = len(fs.skipped)
     else:
+        n_skipped = 0
         faces, data_kps = faces_from_prepared(data, crop)
         if not derivable(data_kps, kps):
             raise DatasetError(f"{data} holds {data_kps.name} keypoints; none of the model's {kps.name} "
@@ -188,10 +192,12 @@ def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 
     if probs:
         metrics["attributes"] = attribute_metrics(probs, faces.attributes)
     metrics.update({"data": data, "crop": crop, "model": backend.info.path, "backend": backend.name,
-                    "keypoint_set": kps.name})
+                    "keypoint_set": kps.name, "n_skipped_rows": n_skipped})
     if ced_png and nme is not None:
         plot_ced({os.path.basename(backend.info.path): nme}, ced_png)
     if json_out:
-        with open(json_out, "w") as f:
+        from engines.output_files import atomic_path
+
+        with atomic_path(json_out) as tmp, open(tmp, "w") as f:
             json.dump(metrics, f, indent=2)
     return metrics

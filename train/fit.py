@@ -18,6 +18,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from engines.output_files import atomic_path
+from tracker.entry import Terminated
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
 from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
@@ -34,7 +36,8 @@ from train.multitask import (
     should_stop,
 )
 from train.plots import plot_losses
-from train.prepare import Prepared, load_prepared
+from train.prepare import Prepared, load_prepared, require_prepared_file
+from train.run_folder import best_to_beat, claim_run_folder, interruption_message
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
 # images_per_s and seconds time the training steps; wall_images_per_s the whole epoch (validation, saving)
@@ -57,6 +60,7 @@ class FitConfig:
     amp: bool = True  # bf16 autocast on CUDA
     seed: int = 0
     resume: bool = False
+    force: bool = False  # start over in a folder that already holds a run (see train.run_folder)
     augment: AugmentParams = field(default_factory=AugmentParams)
     arch_kwargs: dict = field(default_factory=dict)
     limit: int | None = None  # use at most this many training faces (quick runs and tests)
@@ -152,6 +156,8 @@ def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.nda
 
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     """Train per `cfg`; returns the final history row. KeyboardInterrupt propagates after a safe save."""
+    require_prepared_file(cfg.data)  # a missing input leaves no empty run folder behind
+    claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
     torch.manual_seed(cfg.seed)
     device = pick_device(cfg.device)
     if device.type == "cpu":
@@ -224,6 +230,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         model.load_state_dict(old_model.state_dict())
         opt.load_state_dict(ckpt["optimizer"])
         start_epoch, best, history = ckpt["epoch"], ckpt["best_val_rmse"], ckpt["history"]
+        best = best_to_beat(cfg.out, best, history)  # never replace a better best.pt
         if history:
             weights = {a: float(history[-1].get(f"lambda_{a}", w)) for a, w in weights.items()}
         log(f"resumed {last_path} at epoch {start_epoch} (best validation RMSE {best:.3f} px)")
@@ -243,6 +250,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
         + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
     epoch = saved = start_epoch
+    if start_epoch >= cfg.epochs:
+        log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
     gen = torch.Generator(device=device)
     gen.manual_seed(cfg.seed + start_epoch)
     try:
@@ -307,8 +316,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                 f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s (steps), "
                 f"{row['wall_images_per_s']:.0f} (wall)"
                 + "".join(f"  {a} {100 * row[f'val_acc_{a}']:.1f}%" for a in attrs))
-    except KeyboardInterrupt:
-        log(f"interrupted: checkpoints in {cfg.out} hold the last saved epoch ({saved})")
+    except (KeyboardInterrupt, Terminated):
+        log(interruption_message(cfg.out, saved, start_epoch))
         raise
     finally:
         if history:
@@ -343,10 +352,8 @@ def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ..
 
 
 def write_metrics(path: str, history: list[dict]) -> None:
-    tmp = path + ".tmp"
     fields = METRIC_FIELDS + [k for k in history[-1] if k not in METRIC_FIELDS] if history else METRIC_FIELDS
-    with open(tmp, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=fields)
         w.writeheader()
         w.writerows(history)
-    os.replace(tmp, path)

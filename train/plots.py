@@ -19,10 +19,15 @@ def pyplot():
 
 
 def save(fig, path: str) -> None:
-    """Lay out, write the PNG at 110 dpi and free the figure."""
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    pyplot().close(fig)
+    """Lay out, write the PNG at 110 dpi (atomically: whole or not at all) and free the figure."""
+    from engines.output_files import atomic_path
+
+    try:
+        fig.tight_layout()
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110, format="png")
+    finally:
+        pyplot().close(fig)
 
 
 def plot_losses(runs: dict[str, list[dict]], path: str) -> None:

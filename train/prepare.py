@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
+from engines.output_files import atomic_path
 from tracker.crop import (
     CROP_SIZE,
     HAAR_CALIBRATION,
@@ -96,8 +97,7 @@ def prepare(
     detector = detector or HaarDetector()
     sets: list[FaceSet] = [load_dataset(s, skip_bad=skip_bad, keypoints=kps) for s in specs]
     for fs in sets:
-        if not fs.has_images:
-            raise DatasetError(f"{fs.spec}: this file has labels but no images (nothing to crop)")
+        fs.require_images()
 
     # pass 1: decode and detect
     work = []  # (set index, row index, image, detected box or None)
@@ -186,38 +186,47 @@ def write_prepared(out_path: str, blobs: list[bytes], keypoints: np.ndarray, att
                    val: np.ndarray, detector: np.ndarray, groups: np.ndarray, rows: np.ndarray,
                    source: np.ndarray, source_index: np.ndarray, meta: dict) -> None:
     """Write a prepared file atomically: JPEG blobs of the stored crops plus the per-face arrays and meta."""
-    tmp = out_path + ".tmp.npz"
-    np.savez(
-        tmp,
-        jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
-        offsets=np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64),
-        keypoints=keypoints.astype(np.float32),
-        attributes=attributes.astype(np.int8),
-        val=val.astype(bool),
-        detector=detector.astype(bool),
-        groups=groups,
-        rows=rows,
-        source=source.astype(np.int16),
-        source_index=source_index.astype(np.int32),
-        meta=np.array(json.dumps(meta)),
-    )
-    os.replace(tmp, out_path)
+    with atomic_path(out_path) as tmp, open(tmp, "wb") as f:  # a file object: savez adds no .npz suffix
+        np.savez(
+            f,
+            jpeg=np.frombuffer(b"".join(blobs), dtype=np.uint8),
+            offsets=np.cumsum([0] + [len(b) for b in blobs]).astype(np.int64),
+            keypoints=keypoints.astype(np.float32),
+            attributes=attributes.astype(np.int8),
+            val=val.astype(bool),
+            detector=detector.astype(bool),
+            groups=groups,
+            rows=rows,
+            source=source.astype(np.int16),
+            source_index=source_index.astype(np.int32),
+            meta=np.array(json.dumps(meta)),
+        )
+
+
+def require_prepared_file(path: str) -> None:
+    """DatasetError unless `path` is a file (cheap; run before creating any output)."""
+    if not os.path.isfile(path):
+        raise DatasetError(f"prepared dataset not found: {path}")
 
 
 def load_prepared(path: str) -> Prepared:
     """Read a prepared file and decode its crops; DatasetError if it is missing or not a prepared set."""
-    if not os.path.isfile(path):
-        raise DatasetError(f"prepared dataset not found: {path}")
+    require_prepared_file(path)
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
         meta = json.loads(str(arrays["meta"]))
         jpeg, offsets = arrays["jpeg"], arrays["offsets"]
+        crops = np.empty((len(offsets) - 1, meta["store_size"], meta["store_size"]), np.uint8)
+        for key in ("keypoints", "attributes", "val", "detector", "groups", "rows", "source", "source_index"):
+            if len(arrays[key]) != len(crops):
+                raise ValueError(f"{key} holds {len(arrays[key])} entries for {len(crops)} crops")
     except Exception as err:  # zip, pickle, key or JSON errors all mean the same to a user
-        raise DatasetError(f"{path} is not a prepared dataset from `fkd-track train prepare` ({err})") from None
-    crops = np.empty((len(offsets) - 1, meta["store_size"], meta["store_size"]), np.uint8)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DatasetError(f"{path} is not a prepared dataset from `fkd-track train prepare` ({first})") from None
     for i in range(len(crops)):
-        img = cv2.imdecode(jpeg[offsets[i] : offsets[i + 1]], cv2.IMREAD_GRAYSCALE)
+        blob = jpeg[offsets[i] : offsets[i + 1]]
+        img = cv2.imdecode(blob, cv2.IMREAD_GRAYSCALE) if len(blob) else None
         if img is None or img.shape != crops.shape[1:]:
             raise DatasetError(f"{path}: crop {i} is corrupt")
         crops[i] = img

@@ -10,7 +10,9 @@ import os
 
 import numpy as np
 
+from engines.output_files import check_outputs
 from tracker.keypoints import derivable, map_keypoints
+from train.datasets import DatasetError
 from train.evaluate import faces_from_prepared, keypoint_metrics, model_keypoint_set
 from train.plots import plot_attribute_curves, plot_ced, plot_filters, plot_losses, plot_predictions
 
@@ -25,6 +27,27 @@ def find_runs(run_dir: str) -> dict[str, str]:
         if os.path.isfile(os.path.join(sub, "metrics.csv")):
             runs[name] = sub
     return runs
+
+
+def read_metrics(path: str) -> list[dict]:
+    """The rows of a run's metrics.csv (one dict per epoch); DatasetError naming the file when it is empty,
+    malformed or lacks the epoch and loss columns."""
+    import pandas as pd
+
+    need = ("epoch", "train_loss", "val_loss")
+    try:
+        table = pd.read_csv(path)
+        missing = [c for c in need if c not in table.columns]
+        if missing:
+            raise ValueError(f"no {', '.join(missing)} column")
+        if table.empty:
+            raise ValueError("no epoch rows")
+        for c in need:
+            table[c] = pd.to_numeric(table[c], errors="raise")
+    except (ValueError, pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "empty"
+        raise DatasetError(f"{path} is not a metrics.csv written by `train fit` ({first})") from None
+    return table.to_dict("records")
 
 
 def first_layer_filters(model) -> np.ndarray:
@@ -47,8 +70,6 @@ def report(run_dir: str, data: str | None = None, out_dir: str | None = None, n_
 
     Without `data` (a prepared file) only the curves and filters are drawn: CED curves and crops need faces.
     """
-    import pandas as pd
-
     from engines.torch_backend import TorchBackend
     from train.checkpoint import load_checkpoint
 
@@ -56,9 +77,10 @@ def report(run_dir: str, data: str | None = None, out_dir: str | None = None, n_
     if not runs:
         raise FileNotFoundError(f"{run_dir}: no training run here (no metrics.csv in it or its sub-folders)")
     out_dir = out_dir or os.path.join(run_dir, "report")
-    os.makedirs(out_dir, exist_ok=True)
+    inputs = [p for p in [data, *(os.path.join(d, f) for d in runs.values() for f in ("metrics.csv", "best.pt"))] if p]
+    check_outputs(inputs, {"--out": os.path.join(out_dir, "loss_curves.png")})  # creates and probes out_dir
     written = []
-    histories = {n: pd.read_csv(os.path.join(d, "metrics.csv")).to_dict("records") for n, d in runs.items()}
+    histories = {n: read_metrics(os.path.join(d, "metrics.csv")) for n, d in runs.items()}
     plot_losses(histories, os.path.join(out_dir, "loss_curves.png"))
     written.append(os.path.join(out_dir, "loss_curves.png"))
     if plot_attribute_curves(histories, os.path.join(out_dir, "attribute_accuracy.png")):

@@ -1,0 +1,74 @@
+"""A training run's folder: refuse to overwrite finished work, resume safely, name what an interruption kept.
+
+`claim_run_folder` runs before any work (`train fit`, `compare`, `refine`); `best_to_beat` is what a resumed run
+must improve on before it may replace best.pt.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+from engines.errors import UserError
+from engines.output_files import check_outputs
+
+CHECKPOINTS = ("last.pt", "best.pt")
+RUN_FILES = (*CHECKPOINTS, "metrics.csv", "loss_curve.png")  # what `train fit` writes into its run folder
+
+
+def run_checkpoints(folder: Path | str) -> list[str]:
+    """The checkpoint files (last.pt, best.pt) already in `folder`."""
+    return [n for n in CHECKPOINTS if os.path.exists(os.path.join(folder, n))]
+
+
+def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = False, option: str = "--out",
+                     inputs: Sequence[Path | str | None] = ()) -> None:
+    """Create `folder` and check it writable; refuse a folder holding a run unless `resume` or `force`, and
+    any run file that is one of `inputs` (e.g. `--init RUN/best.pt --out RUN`).
+
+    `resume` needs its last.pt; `force` starts over (the old checkpoints are replaced as the new run saves).
+    """
+    if resume and force:
+        raise UserError("--resume and --force exclude each other: continue the run, or start it over")
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        raise UserError(f"{option} {folder} is a file; a training run needs a folder")
+    for name in RUN_FILES:
+        check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
+    found = run_checkpoints(folder)
+    if resume and "last.pt" not in found:
+        raise UserError(f"--resume: no checkpoint at {os.path.join(folder, 'last.pt')} to continue from")
+    if found and not (resume or force):
+        raise UserError(f"{option} {folder} already holds a training run ({', '.join(found)}); pass --resume to "
+                        f"continue it or --force to start over and replace it")
+
+
+def stored_best(path: Path | str) -> float:
+    """The best validation RMSE recorded in checkpoint `path` (inf when absent or unreadable)."""
+    import torch
+
+    if not os.path.isfile(path):
+        return math.inf
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        return float(ckpt.get("best_val_rmse", math.inf))
+    except Exception:  # noqa: BLE001 - an unreadable best.pt holds nothing worth keeping over a new best
+        return math.inf
+
+
+def best_to_beat(folder: Path | str, resumed_best: float, history: list[dict]) -> float:
+    """The validation RMSE a resumed run must beat before replacing best.pt: the lowest of what last.pt says,
+    what best.pt itself records, and every epoch in the metrics history (an interrupted save can leave
+    best.pt an epoch ahead of last.pt)."""
+    rmses = [float(h["val_rmse_px"]) for h in history if "val_rmse_px" in h]
+    return min([resumed_best, stored_best(os.path.join(folder, "best.pt")), *rmses])
+
+
+def interruption_message(folder: Path | str, finished: int, start: int) -> str:
+    """What an interrupted run kept: the last saved epoch, or that none was saved."""
+    if finished > start:
+        return f"interrupted: checkpoints in {folder} hold the last saved epoch ({finished})"
+    if start:
+        return f"interrupted: no epoch finished in this session; {folder} still holds epoch {start}"
+    return f"interrupted: no epoch finished; no checkpoint written in {folder}"

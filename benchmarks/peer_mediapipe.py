@@ -74,10 +74,11 @@ def build_multi_face_clip(out: Path) -> int:
 
     gates, trump, bloom = (read_frames(SHARED / "videos" / SHARED_CLIPS[k]) for k in ("gates", "trump", "bloom"))
     half, bhalf = min(len(gates), len(trump)) // 2, len(bloom) // 2
-    frames = [np.hstack([fit(a, WIDTH // 2), fit(b, WIDTH // 2)]) for a, b in zip(gates[:half], trump[:half])]
+    frames = [np.hstack([fit(a, WIDTH // 2), fit(b, WIDTH // 2)])
+              for a, b in zip(gates[:half], trump[:half], strict=True)]
     frames += [fit(f, WIDTH) for f in bloom[:bhalf]]
     frames += [np.hstack([fit(b, WIDTH // 2), fit(a, WIDTH // 2)])
-               for a, b in zip(gates[half:2 * half], trump[half:2 * half])]
+               for a, b in zip(gates[half:2 * half], trump[half:2 * half], strict=True)]
     frames += [fit(f, WIDTH) for f in bloom[bhalf:]]
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), FPS, (WIDTH, HEIGHT))
     for f in frames:
@@ -156,8 +157,8 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("clip", nargs="?", help="(worker only) the clip to time")
     ap.add_argument("--worker", choices=("mediapipe", "fkd"), help=argparse.SUPPRESS)
-    ap.add_argument("--mode", default="sequential", choices=("sequential", "pipelined"),
-                    help="fkd-track's frame loop (default: sequential)")
+    ap.add_argument("--mode", default="pipelined", choices=("sequential", "pipelined"),
+                    help="fkd-track's frame loop (default: pipelined)")
     ap.add_argument("--rounds", type=int, default=3, help="alternating rounds per clip (default 3)")
     ap.add_argument("--clips", default="multi,gates,trump,bloom",
                     help="comma-separated: multi (the built 640x360 clip), gates, trump, bloom")

@@ -16,7 +16,7 @@ $(VENV)/.mode-$(MODE):
 	$(PY) -m venv $(if $(USE_SYSTEM_TORCH),--system-site-packages,) $(VENV)
 	touch $@
 
-.PHONY: install install-dev run test lint lock gpu-check
+.PHONY: install install-dev run test lint lock gpu-check bench-peer
 install: $(VENV)/.mode-$(MODE)
 	$(PIP) -e .
 
@@ -43,3 +43,15 @@ lock:
 	  echo "# torch is installed on its own (TORCH, default $(TORCH)) so a CUDA build can be kept."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -e '^torch==' -e '^fkd-track'; } > constraints.txt
 	rm -rf .lock-venv
+
+# The fair peer benchmark (benchmarks/peer_mediapipe.py): MediaPipe FaceMesh in its own venv (numpy<2),
+# fkd-track in the project venv, alternating rounds on the same clips, decode excluded for both.
+MP_VENV := benchmarks/.venv-mediapipe
+$(MP_VENV)/.stamp:
+	rm -rf $(MP_VENV)
+	$(PY) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/python -m pip install -q "mediapipe==0.10.14" "numpy<2"
+	touch $@
+
+bench-peer: install $(MP_VENV)/.stamp
+	$(BIN)/python benchmarks/peer_mediapipe.py $(BENCH_ARGS)

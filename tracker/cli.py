@@ -271,6 +271,10 @@ def video(
     folder_fps: float = typer.Option(
         25.0, "--folder-fps", min=0.01, max=1000.0, help="Frame rate of image folders."
     ),
+    pipelined: bool = typer.Option(
+        True, "--pipelined/--sequential",
+        help="Overlap decoding, detection, inference and writing on threads (same rows as --sequential).",
+    ),
 ) -> None:
     """Track every frame of a video (or image folder): keypoint CSV, annotated video, progress bar.
 
@@ -306,7 +310,8 @@ def video(
                 return window.show(image) if window is not None else True
 
             stats = run_stream(source, pipeline, csv=writer, video=video_out, overlay=overlay,
-                               draw=window is not None or video_out is not None, on_frame=on_frame)
+                               draw=window is not None or video_out is not None, on_frame=on_frame,
+                               pipelined=pipelined)
     finally:
         _close(window, writer, video_out, source)
     _echo_err(

@@ -75,32 +75,51 @@ class _AllOutputs(nn.Module):
         return self.model.forward_all(x)
 
 
+class SyncedModel:
+    """A DDP-wrapped keypoint model with the model's two calls: `m(x)` and `m.forward_all(x)`."""
+
+    def __init__(self, ddp: nn.Module):
+        self.ddp = ddp
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.ddp(x)[0]
+
+    def forward_all(self, x: torch.Tensor):
+        return self.ddp(x)
+
+
 def wrap_model(model: nn.Module, ctx: DistContext, multitask: bool):
-    """The callable the training step uses: x -> (keypoints, {attribute: logits}).
+    """The model the training step calls: `model` itself in one process; under torchrun a
+    DistributedDataParallel wrapper, so backward averages the gradients over ranks. Attribute heads that
+    stop (lambda 0) produce no gradient, hence find_unused_parameters for multi-task runs."""
+    if not ctx.distributed:
+        return model
+    from torch.nn.parallel import DistributedDataParallel
 
-    Under torchrun it is a DistributedDataParallel module (gradients averaged over ranks in backward);
-    attribute heads that stop (lambda 0) produce no gradient, hence find_unused_parameters for multi-task.
-    """
-    fwd = _AllOutputs(model) if multitask else model
-    if ctx.distributed:
-        from torch.nn.parallel import DistributedDataParallel
-
-        ids = [ctx.device.index] if ctx.device.type == "cuda" else None
-        fwd = DistributedDataParallel(fwd, device_ids=ids, find_unused_parameters=multitask)
-    if multitask:
-        return fwd
-    return lambda x: (fwd(x), {})
+    ids = [ctx.device.index] if ctx.device.type == "cuda" else None
+    return SyncedModel(DistributedDataParallel(_AllOutputs(model), device_ids=ids,
+                                               find_unused_parameters=multitask))
 
 
-def mean_over_ranks(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
-    """The average of a scalar tensor over all ranks (itself in a single process)."""
+def sum_over_ranks(value: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """The sum of a tensor over all ranks (itself in a single process)."""
     if not ctx.distributed:
         return value
     import torch.distributed as dist
 
     value = value.detach().clone()
     dist.all_reduce(value)
-    return value / ctx.world_size
+    return value
+
+
+def sync_buffers(model: nn.Module, ctx: DistContext) -> None:
+    """Give every rank rank 0's buffers (BatchNorm running statistics), so validation, best-model choice and
+    task stopping agree on all ranks."""
+    if ctx.distributed:
+        import torch.distributed as dist
+
+        for buf in model.buffers():
+            dist.broadcast(buf, 0)
 
 
 def barrier(ctx: DistContext) -> None:

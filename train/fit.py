@@ -3,6 +3,7 @@
 Optional attribute heads (multi-task, TCDCN-style stopping). Writes RUN_DIR/last.pt and best.pt atomically every
 `save_every` epochs and after the last, metrics.csv and loss_curve.png; Ctrl-C keeps them valid.
 On CUDA: cuDNN autotuning, fused Adam, bf16 autocast with a float32 regression head, no host sync in the step.
+Under torchrun: DistributedDataParallel over ranks that each hold a shard (train/distributed.py); rank 0 writes.
 """
 
 from __future__ import annotations
@@ -24,6 +25,16 @@ from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
 from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 from train.datasets import ATTRIBUTES
+from train.distributed import (
+    DistContext,
+    barrier,
+    init_distributed,
+    shard,
+    shutdown,
+    sum_over_ranks,
+    sync_buffers,
+    wrap_model,
+)
 from train.masked_loss import LOSSES
 from train.models import create_model
 from train.multitask import (
@@ -157,11 +168,25 @@ def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.nda
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     """Train per `cfg`; returns the final history row. KeyboardInterrupt propagates after a safe save."""
     require_prepared_file(cfg.data)  # a missing input leaves no empty run folder behind
-    claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    ctx = init_distributed(pick_device(cfg.device))  # under torchrun: this rank's device and shard
+    try:
+        return _fit(cfg, ctx, log if ctx.is_main else _quiet)
+    finally:
+        shutdown(ctx)
+
+
+def _quiet(line: str) -> None:
+    """The log of ranks other than 0: silent."""
+
+
+def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
+    device = ctx.device
+    if ctx.is_main:
+        claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
+    barrier(ctx)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.world_size))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest algorithms
     if cfg.save_every < 1:
@@ -175,6 +200,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         train_idx = train_idx[np.isfinite(prepared.keypoints[train_idx]).all(axis=(1, 2))]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"{cfg.data}: needs faces in both splits (train {len(train_idx)}, validation {len(val_idx)})")
+    n_train = len(train_idx)
+    train_idx = shard(train_idx, ctx)  # each rank holds its own share of the training faces on its device
 
     # the whole prepared set lives on the device: no loader can starve the GPU
     crops = torch.from_numpy(prepared.crops).to(device)
@@ -206,7 +233,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     metrics_path = os.path.join(cfg.out, "metrics.csv")
     data_summary = {
         "prepared": os.path.basename(cfg.data), "specs": prepared.meta["specs"],
-        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "loss": cfg.loss,
+        "n_train": int(n_train), "n_val": int(len(val_idx)), "loss": cfg.loss,
     }
     if attrs:
         data_summary["attr_weights"] = weights.copy()
@@ -234,6 +261,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         if history:
             weights = {a: float(history[-1].get(f"lambda_{a}", w)) for a, w in weights.items()}
         log(f"resumed {last_path} at epoch {start_epoch} (best validation RMSE {best:.3f} px)")
+    step_model = wrap_model(model, ctx, bool(attrs))  # DDP under torchrun: gradients averaged in backward
 
     def lr_at(epoch: int) -> float:
         if cfg.schedule == "cosine":
@@ -244,8 +272,9 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         save_checkpoint(last_path, model, meta, optimizer=opt.state_dict(), epoch=epoch, best_val_rmse=best,
                         history=history, config={**asdict(cfg), "augment": asdict(cfg.augment)})
 
-    log(f"training {cfg.arch} ({cfg.loss} loss) on {len(train_idx)} faces, validating on {len(val_idx)}, "
+    log(f"training {cfg.arch} ({cfg.loss} loss) on {n_train} faces, validating on {len(val_idx)}, "
         f"device {device}{', bf16 autocast' if amp_dtype else ''}"
+        + (f", {ctx.world_size} processes ({len(train_idx)} faces each)" if ctx.distributed else "")
         + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
         + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
         + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
@@ -253,7 +282,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     if start_epoch >= cfg.epochs:
         log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
     gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed + start_epoch)
+    gen.manual_seed(cfg.seed + start_epoch + 7919 * ctx.rank)  # rank 0 draws as a single process does
     try:
         for epoch in range(start_epoch, cfg.epochs):
             for g in opt.param_groups:
@@ -270,7 +299,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                                               return_flip=True)
                 y, m = to_targets(q)
                 lab = flip_labels(tr_labels[idx], attrs, flipped, flips) if attrs else None
-                loss, landmark_loss, ces = step_loss(model, x, y, m, loss_fn, amp_dtype, attrs, lab, weights)
+                loss, landmark_loss, ces = step_loss(step_model, x, y, m, loss_fn, amp_dtype, attrs, lab, weights)
                 for j, a in enumerate(attrs):
                     known = (lab[:, j] >= 0).sum()
                     ce_sum[a] += ces[a].detach() * known
@@ -284,6 +313,11 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
+            loss_sum, seen = sum_over_ranks(loss_sum, ctx), seen * ctx.world_size
+            n_batches *= ctx.world_size
+            for a in attrs:
+                ce_sum[a], ce_n[a] = sum_over_ranks(ce_sum[a], ctx), sum_over_ranks(ce_n[a], ctx)
+            sync_buffers(model, ctx)  # every rank validates with rank 0's BatchNorm statistics: same decisions
             val = validate(model, va_crops, va_pts, flip_perm, 1024, loss_fn, amp_dtype, va_labels, attrs)
             val_loss, val_rmse = val["val_loss"], val["val_rmse_px"]
             row = {
@@ -303,7 +337,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                 row[f"lambda_{a}"] = weights[a]
             if val_rmse < best:
                 best, best_model, best_epoch = val_rmse, copy.deepcopy(model), epoch + 1
-            if (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs:
+            if ctx.is_main and ((epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs):
                 if best_model is not None:
                     save_checkpoint(best_path, best_model, meta, epoch=best_epoch, best_val_rmse=best,
                                     history=[h for h in history if h["epoch"] <= best_epoch])
@@ -311,7 +345,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                 save(epoch + 1)
                 saved = epoch + 1
             row["wall_images_per_s"] = seen / (time.perf_counter() - t0)
-            write_metrics(metrics_path, history)
+            if ctx.is_main:
+                write_metrics(metrics_path, history)
             log(f"epoch {epoch + 1}/{cfg.epochs}  train {row['train_loss']:.5f}  val {val_loss:.5f}  "
                 f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s (steps), "
                 f"{row['wall_images_per_s']:.0f} (wall)"
@@ -320,7 +355,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         log(interruption_message(cfg.out, saved, start_epoch))
         raise
     finally:
-        if history:
+        if history and ctx.is_main:
             plot_losses({cfg.arch: history}, os.path.join(cfg.out, "loss_curve.png"))
     return history[-1] if history else {}
 

@@ -203,6 +203,16 @@ def test_user_error_is_one_line_and_writes_nothing(inputs, tmp_path, args, words
     assert check_new_outputs(tmp_path, before) == []
 
 
+def test_missing_output_folders_are_created_up_front(inputs, tmp_path):
+    before = make_fixtures(tmp_path)
+    csv, out = tmp_path / "new" / "k.csv", tmp_path / "other" / "deeper" / "o.avi"
+    r = run_case(inputs, [*fill(VIDEO, inputs, tmp_path), "--csv", str(csv), "--out", str(out)])
+    assert r.code == 0 and "Traceback" not in r.err and "error:" not in r.err, r.err
+    assert check_new_outputs(tmp_path, before) == sorted([csv, out])
+    assert f"wrote {out} ({CLIP_FRAMES} frames)" in r.err and playable_frames(out) == CLIP_FRAMES
+    assert check_csv(csv)["frame"].nunique() == CLIP_FRAMES
+
+
 def test_truncated_video_keeps_the_rows_it_read(inputs, tmp_path):
     before = make_fixtures(tmp_path)
     cut = tmp_path / "cut.avi"

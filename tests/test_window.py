@@ -7,6 +7,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -65,21 +66,61 @@ def point_pixels(image: np.ndarray) -> int:
     return int((np.abs(image.astype(int) - np.array(POINT_COLOUR)).max(axis=2) <= 80).sum())
 
 
-def test_video_with_a_display_shows_the_overlay_in_a_window(display, video_path, model_path, tmp_path):
-    with VideoSource(video_path) as src:
-        background = max(point_pixels(f.image) for f in src)
-    assert background < 5  # the video itself has (almost) no pixel of the overlay's green
-
-    csv = tmp_path / "k.csv"
-    proc = start_cli("video", video_path, "--model", model_path, "--csv", csv, env={"DISPLAY": display})
+def watch_for_overlay(proc, display: str, enough: int = 60) -> tuple[int, int]:
+    """Screenshots while `proc` runs, until one shows `enough` keypoint-coloured pixels: (best count, shots)."""
     best, shots = 0, 0
     deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and best < 60:
+    while proc.poll() is None and time.monotonic() < deadline and best < enough:
         time.sleep(0.2)
         best = max(best, point_pixels(screenshot(display)))
         shots += 1
+    return best, shots
+
+
+@pytest.fixture(scope="module")
+def background(video_path) -> int:
+    """The most overlay-green pixels in any frame of the video itself."""
+    with VideoSource(video_path) as src:
+        return max(point_pixels(f.image) for f in src)
+
+
+def test_video_with_a_display_shows_the_overlay_in_a_window(display, background, video_path, model_path, tmp_path):
+    assert background < 5  # the video itself has (almost) no pixel of the overlay's green
+    csv = tmp_path / "k.csv"
+    proc = start_cli("video", video_path, "--model", model_path, "--csv", csv, env={"DISPLAY": display})
+    best, shots = watch_for_overlay(proc, display)
     out, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "running headless" not in err and "Traceback" not in err
     assert f"wrote {csv} (202 rows)" in err
+    assert best >= 60, f"no keypoint overlay on screen in {shots} screenshots (best {best} green pixels)"
+
+
+LIVE = """
+import sys
+from engines.select import load_backend
+from tracker.config import SmoothParams, TrackParams
+from tracker.haar import HaarDetector
+from tracker.live import run_live
+from tracker.pipeline import Pipeline
+from tracker.sources import VideoSource
+
+pipeline = Pipeline(HaarDetector(), load_backend(sys.argv[2]), TrackParams(), SmoothParams())
+stats, dropped = run_live(VideoSource(sys.argv[1]), pipeline, headless=False, echo=print, pace=True)
+print("frames", stats.frames, "dropped", dropped)
+"""
+
+
+def test_live_view_with_a_display_shows_the_overlay_in_a_window(display, background, video_path, model_path):
+    """The live view's window path (`fkd-track --camera N` without --headless: run_live, its capture thread and
+    window) on the video replayed at its frame rate as a camera would deliver it (no camera here)."""
+    proc = subprocess.Popen(
+        [sys.executable, "-c", LIVE, str(video_path), str(model_path)], env={**os.environ, "DISPLAY": display},
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL,
+    )
+    best, shots = watch_for_overlay(proc, display)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    frames, dropped = int(out.split()[1]), int(out.split()[3])
+    assert frames + dropped == 202 and frames > 100
     assert best >= 60, f"no keypoint overlay on screen in {shots} screenshots (best {best} green pixels)"

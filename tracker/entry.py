@@ -37,7 +37,6 @@ def _describe_oserror(err: OSError) -> str:
 
 
 def _fail(message: str, code: int) -> None:
-    message = " ".join(line.strip() for line in message.splitlines() if line.strip())  # one line, always
     print(f"error: {message}", file=sys.stderr, flush=True)
     sys.exit(code)
 
@@ -100,7 +99,8 @@ def _handle(err: BaseException, debug: bool) -> None:
         tb = tb.tb_next
     if tb is not None:
         where = f" in {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-    _fail(f"unexpected {type(err).__name__}{where}: {err}; {DEBUG_HINT}", 1)
+    message = " ".join(str(err).split())  # one line, whatever the library put in it
+    _fail(f"unexpected {type(err).__name__}{where}: {message}; {DEBUG_HINT}", 1)
 
 
 if __name__ == "__main__":

@@ -106,9 +106,40 @@ class VideoSource(FrameSource):
 
 
 def jpeg_cut_short(data: bytes) -> bool:
-    """True for a JPEG whose last scan has no end-of-image marker after it: the file was cut short (a decoder
-    fills the missing part grey). FF D9 cannot occur inside entropy-coded data, which stuffs every FF."""
-    return data[:2] == b"\xff\xd8" and data.rfind(b"\xff\xd9") < data.rfind(b"\xff\xda")
+    """True for a JPEG that ends before its end-of-image marker (a decoder would fill the missing part grey).
+
+    Walks the marker segments and the entropy-coded scans (where every FF byte is followed by 00, a restart
+    marker or fill), so data appended after the end marker (e.g. a phone's motion clip) does not count;
+    anything that is not a JPEG, or not one this walk understands, is left to the decoder (False)."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    i, n = 2, len(data)
+    while True:
+        if i + 2 > n:
+            return True
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:  # end of image
+            return False
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill, TEM, restart: no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > n:
+            return True
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:  # a segment; the start of a scan is followed by its entropy-coded data
+            continue
+        while True:
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return True
+            follower = data[j + 1]
+            if follower == 0x00 or 0xD0 <= follower <= 0xD7 or follower == 0xFF:
+                i = j + 1 if follower == 0xFF else j + 2
+                continue
+            i = j
+            break
 
 
 def warn_on_stderr(message: str) -> None:

@@ -157,12 +157,15 @@ def test_failing_inputs_are_reported_and_the_others_finish(tmp_path, video_path,
     assert "2 inputs: 0 done, 2 skipped" in again.err
 
 
-def test_output_dir_inside_an_input_folder_is_refused(tmp_path, video_path):
+def test_wrong_out_dir_or_list_file_is_one_error_line_before_any_work(tmp_path, video_path):
     folder = cut_frames(video_path, tmp_path / "frames", 2)
     before = sorted(p.name for p in folder.iterdir())
     res = run_cli("batch", folder, "--out-dir", folder / "out")
     assert_user_error(res, "inside the input folder")
     assert sorted(p.name for p in folder.iterdir()) == before
+    res = run_cli("batch", tmp_path / "archive.txt", "--out-dir", tmp_path / "out")
+    assert_user_error(res, "list file not found", "archive.txt")
+    assert not (tmp_path / "out").exists()
     res = run_cli("batch", video_path, "--out-dir", tmp_path / "o", "--jobs", "0")
     assert res.code == 2 and "Traceback" not in res.err
 

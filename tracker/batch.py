@@ -168,7 +168,7 @@ def expand_inputs(inputs: Iterable[Path]) -> list[str]:
     seen: set[str] = set()
     paths: list[str] = []
     for item in inputs:
-        listed = _read_list(item) if item.suffix.lower() in LIST_SUFFIXES and item.is_file() else [item]
+        listed = _read_list(item) if item.suffix.lower() in LIST_SUFFIXES else [item]
         for path in listed:
             key = os.path.realpath(path)
             if key not in seen:
@@ -178,6 +178,8 @@ def expand_inputs(inputs: Iterable[Path]) -> list[str]:
 
 
 def _read_list(list_file: Path) -> list[Path]:
+    if not list_file.is_file():
+        raise UserError(f"list file not found: {list_file}")
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:

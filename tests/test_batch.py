@@ -205,3 +205,15 @@ def test_ray_without_the_cluster_extra_is_one_error_line(tmp_path, video_path):
                   env={"PYTHONPATH": str(shadow.parent)})
     assert_user_error(res, "--ray needs Ray", "fkd-track[cluster]")
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_workers_get_one_onnx_runtime_thread_by_default(model_path):
+    """What each batch worker opens (EngineSpec's default threads=1) runs ONNX Runtime on one thread."""
+    from tracker.batch_task import EngineSpec, ModelFile, TrackSettings, open_engines
+
+    engines = open_engines(EngineSpec(ModelFile(model_path)), TrackSettings())
+    assert engines.backend.name == "onnxruntime"
+    assert engines.backend.session.get_session_options().intra_op_num_threads == 1
+    shipped = open_engines(EngineSpec(ModelFile.shipped(model_path), threads=2), TrackSettings())  # Ray's way
+    assert shipped.backend.session.get_session_options().intra_op_num_threads == 2
+    assert shipped.backend.info.keypoint_names == engines.backend.info.keypoint_names

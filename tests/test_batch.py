@@ -134,7 +134,7 @@ def test_failing_inputs_are_reported_and_the_others_finish(tmp_path, video_path,
     missing = tmp_path / "missing.avi"
     out_dir = tmp_path / "out"
     inputs = [junk, a, truncated, missing, b]
-    res = run_cli("batch", *inputs, "--out-dir", out_dir, "--jobs", "2")
+    res = run_cli("batch", *inputs, "--out-dir", out_dir, "--jobs", "2", "--out-video")
     assert_user_error(res, "3 of 5 inputs failed", "summary.csv")
     assert "5 inputs: 2 done, 0 skipped (finished before), 3 failed" in res.err
     rows = summary(out_dir)
@@ -143,26 +143,35 @@ def test_failing_inputs_are_reported_and_the_others_finish(tmp_path, video_path,
     assert "truncated or corrupt" in rows[str(truncated)]["error"]
     assert "no output written" in rows[str(truncated)]["error"]
     assert "not found" in rows[str(missing)]["error"]
-    names = [rows[str(p)]["output"] for p in (a, b)]
+    outputs = [rows[str(p)]["output"].split() for p in (a, b)]  # "NAME.csv NAME.mp4"
+    names = [csv_name for csv_name, _ in outputs]
     assert names[0] != names[1] and all(n.startswith("frames-") and n.endswith(".csv") for n in names)
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*names, "summary.csv"])
+    assert [v for _, v in outputs] == [n.replace(".csv", ".mp4") for n in names]
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*names, *(v for _, v in outputs), "summary.csv"])
+    for _, annotated in outputs:
+        cap = cv2.VideoCapture(str(out_dir / annotated))
+        assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
+        cap.release()
     for folder, name in zip((a, b), names, strict=True):
         ref = tmp_path / f"ref-{name}"
         assert run_cli("video", folder, "--csv", ref, "--headless").code == 0
         assert (out_dir / name).read_bytes() == ref.read_bytes()
         assert rows[str(folder)]["frames"] == "12"
     # the same inputs in another order keep their names (the suffix comes from the path, not the order)
-    again = run_cli("batch", b, a, "--out-dir", out_dir, "--jobs", "1")
+    again = run_cli("batch", b, a, "--out-dir", out_dir, "--jobs", "1", "--out-video")
     assert again.code == 0, again.err
     assert "2 inputs: 0 done, 2 skipped" in again.err
 
 
-def test_output_dir_inside_an_input_folder_is_refused(tmp_path, video_path):
+def test_wrong_out_dir_or_list_file_is_one_error_line_before_any_work(tmp_path, video_path):
     folder = cut_frames(video_path, tmp_path / "frames", 2)
     before = sorted(p.name for p in folder.iterdir())
     res = run_cli("batch", folder, "--out-dir", folder / "out")
     assert_user_error(res, "inside the input folder")
     assert sorted(p.name for p in folder.iterdir()) == before
+    res = run_cli("batch", tmp_path / "archive.txt", "--out-dir", tmp_path / "out")
+    assert_user_error(res, "list file not found", "archive.txt")
+    assert not (tmp_path / "out").exists()
     res = run_cli("batch", video_path, "--out-dir", tmp_path / "o", "--jobs", "0")
     assert res.code == 2 and "Traceback" not in res.err
 
@@ -196,3 +205,15 @@ def test_ray_without_the_cluster_extra_is_one_error_line(tmp_path, video_path):
                   env={"PYTHONPATH": str(shadow.parent)})
     assert_user_error(res, "--ray needs Ray", "fkd-track[cluster]")
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_workers_get_one_onnx_runtime_thread_by_default(model_path):
+    """What each batch worker opens (EngineSpec's default threads=1) runs ONNX Runtime on one thread."""
+    from tracker.batch_task import EngineSpec, ModelFile, TrackSettings, open_engines
+
+    engines = open_engines(EngineSpec(ModelFile(model_path)), TrackSettings())
+    assert engines.backend.name == "onnxruntime"
+    assert engines.backend.session.get_session_options().intra_op_num_threads == 1
+    shipped = open_engines(EngineSpec(ModelFile.shipped(model_path), threads=2), TrackSettings())  # Ray's way
+    assert shipped.backend.session.get_session_options().intra_op_num_threads == 2
+    assert shipped.backend.info.keypoint_names == engines.backend.info.keypoint_names

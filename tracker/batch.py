@@ -117,19 +117,8 @@ def batch(
     tasks = make_tasks(paths, out_dir, out_video)
     _check_batch_outputs(paths, out_dir, tasks)
     summary = out_dir / SUMMARY
-    results: list[TaskResult | None] = [None] * len(tasks)
-    before = _previous_summary(summary)
-    todo = []
-    for i, task in enumerate(tasks):
-        if _finished(task):
-            results[i] = _skipped(task, before.get(task.input))
-        else:
-            todo.append(i)
-    # a wrong --model/--refine/--attributes fails here, once, before any input (workers then open their own)
-    engines = _open_checked(spec, settings)
-    in_process = ray_address is None and (jobs == 1 or len(todo) <= 1)
-    if not in_process:
-        engines = None
+    results, todo = _resume(tasks, summary)
+    engines = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, before any input
     start = time.perf_counter()
     try:
         with _progress(len(todo)) as on_result:
@@ -138,25 +127,29 @@ def batch(
                 on_result(result)
 
             pending = [(i, tasks[i]) for i in todo]
-            if ray_address is not None:
+            if ray is not None and pending:
                 _run_ray(ray, pending, spec, settings, ray_address, jobs, record)
-            elif not in_process:
+            elif jobs > 1 and len(pending) > 1:  # the workers open their own engines
                 _run_pool(pending, spec, settings, min(jobs, len(pending)), record)
             else:
                 for i, task in pending:
                     record(i, track_one(task, settings, engines))
     finally:
-        unfinished = [t for t, r in zip(tasks, results, strict=True) if r is None]
-        _remove_temp_outputs(unfinished)
+        _remove_temp_outputs([t for t, r in zip(tasks, results, strict=True) if r is None])
         _write_summary(summary, tasks, results)
-    seconds = time.perf_counter() - start
-    counts = {s: sum(r.status == s for r in results if r is not None) for s in (STATUS_OK, STATUS_SKIPPED,
-                                                                               STATUS_FAILED)}
+    _report(results, time.perf_counter() - start, summary)
+
+
+def _report(results: list[TaskResult | None], seconds: float, summary: Path) -> None:
+    """The final line with the counts; UserError (exit 2) when any input failed."""
+    counts = {s: sum(r is not None and r.status == s for r in results)
+              for s in (STATUS_OK, STATUS_SKIPPED, STATUS_FAILED)}
     rate = counts[STATUS_OK] / seconds if seconds > 0 else 0.0
-    typer.echo(f"{len(tasks)} inputs: {counts[STATUS_OK]} done, {counts[STATUS_SKIPPED]} skipped (finished before), "
-               f"{counts[STATUS_FAILED]} failed in {seconds:.1f} s ({rate:.2f} files/s); summary {summary}", err=True)
+    typer.echo(f"{len(results)} inputs: {counts[STATUS_OK]} done, {counts[STATUS_SKIPPED]} skipped (finished "
+               f"before), {counts[STATUS_FAILED]} failed in {seconds:.1f} s ({rate:.2f} files/s); summary {summary}",
+               err=True)
     if counts[STATUS_FAILED]:
-        raise UserError(f"{counts[STATUS_FAILED]} of {len(tasks)} inputs failed; see the error column of {summary}")
+        raise UserError(f"{counts[STATUS_FAILED]} of {len(results)} inputs failed; see the error column of {summary}")
 
 
 # --- inputs and outputs ----------------------------------------------------------------------------------------
@@ -168,7 +161,7 @@ def expand_inputs(inputs: Iterable[Path]) -> list[str]:
     seen: set[str] = set()
     paths: list[str] = []
     for item in inputs:
-        listed = _read_list(item) if item.suffix.lower() in LIST_SUFFIXES and item.is_file() else [item]
+        listed = _read_list(item) if item.suffix.lower() in LIST_SUFFIXES else [item]
         for path in listed:
             key = os.path.realpath(path)
             if key not in seen:
@@ -178,6 +171,8 @@ def expand_inputs(inputs: Iterable[Path]) -> list[str]:
 
 
 def _read_list(list_file: Path) -> list[Path]:
+    if not list_file.is_file():
+        raise UserError(f"list file not found: {list_file}")
     try:
         lines = list_file.read_text(encoding="utf-8").splitlines()
     except UnicodeDecodeError as err:
@@ -219,6 +214,20 @@ def _check_batch_outputs(paths: list[str], out_dir: Path, tasks: list[Task]) -> 
         for out in (task.csv, task.video):
             if out is not None and os.path.realpath(out) in ins:
                 raise UserError(f"--out-dir: {out} would overwrite an input; choose another --out-dir")
+
+
+def _resume(tasks: list[Task], summary: Path) -> tuple[list[TaskResult | None], list[int]]:
+    """Results so far (a `skipped` row for each input whose outputs exist, None for the rest) and the indices
+    still to do."""
+    before = _previous_summary(summary)
+    results: list[TaskResult | None] = [None] * len(tasks)
+    todo = []
+    for i, task in enumerate(tasks):
+        if _finished(task):
+            results[i] = _skipped(task, before.get(task.input))
+        else:
+            todo.append(i)
+    return results, todo
 
 
 def _finished(task: Task) -> bool:

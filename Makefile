@@ -16,7 +16,7 @@ $(VENV)/.mode-$(MODE):
 	$(PY) -m venv $(if $(USE_SYSTEM_TORCH),--system-site-packages,) $(VENV)
 	touch $@
 
-.PHONY: install install-dev run test lint lock gpu-check bench-peer
+.PHONY: install install-dev run test lint lock gpu-check gpu-data bench-peer
 install: $(VENV)/.mode-$(MODE)
 	$(PIP) -e .
 
@@ -34,6 +34,22 @@ lint: install-dev
 
 test: lint
 	$(BIN)/python -m pytest -q
+
+# One command for a GPU session (one device call: under 9 minutes, nothing to install): the machine's own
+# python with PYTHONPATH at this repository, no venv (GPU images have torch + CUDA but no package registry).
+# Writes OUT/gpu_check.log and OUT/summary.json; without CUDA it runs the CPU parts and lists the skips.
+# Real faces come from ../shared/data, or from GPU_DATA (made here by `make gpu-data`, ~4 MiB: carry it).
+PY_GPU ?= python3
+OUT ?= /tmp/fkd-gpu-check
+GPU_CHECK_ARGS ?=
+GPU_DATA ?= build/gpu-data
+GPU_SHARED := $(firstword $(wildcard $(CURDIR)/../shared/data/README.md $(CURDIR)/$(GPU_DATA)/README.md))
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(if $(GPU_SHARED),FKD_SHARED_DATA=$(dir $(GPU_SHARED)),) \
+	  $(PY_GPU) -m train.gpu_check --out $(OUT) $(GPU_CHECK_ARGS)
+
+gpu-data:
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m train.gpu_check --make-data $(GPU_DATA)
 
 # Re-pin: resolve pyproject's ranges afresh in a throwaway hermetic venv and write constraints.txt.
 lock:

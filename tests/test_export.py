@@ -12,7 +12,6 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 from engines.backend import ModelError
 from engines.bench import bench_backend, crops_from_video
@@ -65,6 +64,9 @@ def checkpoint(tmp_path_factory, real_crops) -> Path:
 @pytest.fixture(scope="module")
 def exported(checkpoint) -> Path:
     """The checkpoint exported through the real CLI command."""
+    pytest.importorskip("typer")  # here, not at the top: the CUDA tests run on GPU images without typer
+    from typer.testing import CliRunner
+
     from tracker.cli import app
 
     out = checkpoint.with_name("model.onnx")
@@ -145,6 +147,8 @@ def test_export_engine_without_tensorrt_is_one_clear_line(checkpoint, tmp_path):
 
 
 def test_export_cli_rejects_bad_requests(checkpoint, exported, tmp_path):
+    from typer.testing import CliRunner
+
     from tracker.cli import app
 
     runner = CliRunner()

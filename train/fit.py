@@ -154,6 +154,24 @@ def step_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m: torch
     return loss, landmark_loss, ces
 
 
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, crops: torch.Tensor, points: torch.Tensor,
+               flip_perm: torch.Tensor, augment: AugmentParams, gen: torch.Generator | None, loss_fn, amp_dtype,
+               attrs: list[str] | tuple = (), labels: torch.Tensor | None = None,
+               flips: dict[str, torch.Tensor] | None = None, weights: dict[str, float] | None = None,
+               ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """One optimiser step on a batch of stored uint8 crops and keypoints: augment, forward, losses, backward,
+    Adam. Returns the landmark loss and {attribute: (cross-entropy, known labels)} as device tensors, with
+    no host sync (each .item() or float() would stall the GPU queue)."""
+    x, q, flipped = augment_batch(crops, points, flip_perm, augment, generator=gen, return_flip=True)
+    y, m = to_targets(q)
+    lab = flip_labels(labels, attrs, flipped, flips) if attrs else None
+    loss, landmark_loss, ces = step_loss(model, x, y, m, loss_fn, amp_dtype, attrs, lab, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return landmark_loss.detach(), {a: (ces[a].detach(), (lab[:, j] >= 0).sum()) for j, a in enumerate(attrs)}
+
+
 def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training, validation) face indices of a prepared set; with `limit`, a seeded random pool of at most
     `limit` training and max(limit // 4, 16) validation faces, the same for every run with that seed."""
@@ -295,19 +313,12 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
             ce_n = {a: torch.zeros((), device=device) for a in attrs}
             for i in range(0, len(perm), cfg.batch):
                 idx = perm[i : i + cfg.batch]
-                x, q, flipped = augment_batch(tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment, generator=gen,
-                                              return_flip=True)
-                y, m = to_targets(q)
-                lab = flip_labels(tr_labels[idx], attrs, flipped, flips) if attrs else None
-                loss, landmark_loss, ces = step_loss(step_model, x, y, m, loss_fn, amp_dtype, attrs, lab, weights)
-                for j, a in enumerate(attrs):
-                    known = (lab[:, j] >= 0).sum()
-                    ce_sum[a] += ces[a].detach() * known
+                landmark_loss, ces = train_step(step_model, opt, tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment,
+                                                gen, loss_fn, amp_dtype, attrs, tr_labels[idx], flips, weights)
+                for a, (ce, known) in ces.items():
+                    ce_sum[a] += ce * known
                     ce_n[a] += known
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += landmark_loss.detach()
+                loss_sum += landmark_loss
                 n_batches += 1
                 seen += len(idx)
             if device.type == "cuda":

@@ -129,7 +129,14 @@ def fit_cmd(
     augment: float = typer.Option(1.0, min=0.0, help="Augmentation strength: x the default rotation/scale/shift/"
                                                      "brightness ranges (0 = none, flips off too)."),
 ) -> None:
-    """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe."""
+    """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe.
+
+    A --out folder holding a run needs --resume (continue) or --force (start over)."""
+    from train.prepare import require_prepared_file
+    from train.run_folder import claim_run_folder
+
+    require_prepared_file(str(data))  # the cheap checks first: no torch import for a refused command
+    claim_run_folder(out, resume, force, inputs=[data, init])
     _need_torch()
     from train.augment import AugmentParams
     from train.fit import FitConfig, fit
@@ -239,14 +246,9 @@ def refine_cmd(
 ) -> None:
     """Cascade refinement (Sun et al.): re-crop every face around the first stage's points, fit a second
     stage on those crops, export both to ONNX and report the accuracy gain and the cost per face."""
-    _need_torch()
-    from engines.export import export_onnx
     from engines.model_file import require_model_file
     from engines.output_files import atomic_path, check_outputs
-    from engines.select import load_backend
-    from train.fit import FitConfig, fit
     from train.prepare import require_prepared_file
-    from train.refine import evaluate_cascade, prepare_stage2
     from train.run_folder import claim_run_folder
 
     require_model_file(str(stage1))
@@ -254,6 +256,11 @@ def refine_cmd(
     claim_run_folder(out, force=force, inputs=[stage1, data])
     for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
         check_outputs([stage1, data], {"--out": out / name})
+    _need_torch()
+    from engines.export import export_onnx
+    from engines.select import load_backend
+    from train.fit import FitConfig, fit
+    from train.refine import evaluate_cascade, prepare_stage2
     first = load_backend(str(stage1), "torch")
     stage2_data = str(out / "stage2.npz")
     with _progress() as progress:

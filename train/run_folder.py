@@ -34,14 +34,14 @@ def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = Fal
         raise UserError("--resume and --force exclude each other: continue the run, or start it over")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(f"{option} {folder} is a file; a training run needs a folder")
-    for name in RUN_FILES:
-        check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
     found = run_checkpoints(folder)
     if resume and "last.pt" not in found:
         raise UserError(f"--resume: no checkpoint at {os.path.join(folder, 'last.pt')} to continue from")
     if found and not (resume or force):
         raise UserError(f"{option} {folder} already holds a training run ({', '.join(found)}); pass --resume to "
                         f"continue it or --force to start over and replace it")
+    for name in RUN_FILES:  # also creates the folder and proves it writable
+        check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
 
 
 def stored_best(path: Path | str) -> float:

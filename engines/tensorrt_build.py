@@ -11,6 +11,7 @@ from engines.backend import ModelError
 from engines.engine_sidecar import EngineSidecar, write_sidecar
 from engines.model_file import require_model_file, sha256_file
 from engines.model_meta import INPUT_NAME
+from engines.output_files import atomic_path
 from engines.tensorrt_env import current_gpu, import_tensorrt
 
 WORKSPACE_BYTES = 1 << 30
@@ -75,7 +76,5 @@ def build_engine(
 
 def _write_atomic(path: str, data) -> None:
     """Write a bytes-like object (bytes, TensorRT IHostMemory) to path via a temp file and rename."""
-    tmp = f"{path}.tmp"
-    with open(tmp, "wb") as f:
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
         f.write(data)
-    os.replace(tmp, path)

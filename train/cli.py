@@ -122,7 +122,7 @@ def fit_cmd(
     multitask: bool = typer.Option(False, "--multitask", help="All four MTFL attribute heads at lambda 0.1."),
     stop_k: int = typer.Option(5, min=1,
                                help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
-    stop_epsilon: float = typer.Option(8.0, min=0.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
+    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
     arch_option: list[str] = typer.Option(
         [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),

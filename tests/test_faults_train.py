@@ -351,3 +351,17 @@ def test_export_writes_a_complete_onnx_and_nothing_else(run, tmp_path):
     assert r.code == 0, r.err
     onnx.checker.check_model(onnx.load(str(tmp_path / "sub" / "m.onnx")))
     assert [p.name for p in (tmp_path / "sub").iterdir()] == ["m.onnx"]
+
+
+def test_held_interrupts_deliver_ctrl_c_only_after_the_block():
+    import os
+
+    from train.run_folder import held_interrupts
+
+    done = []
+    with pytest.raises(KeyboardInterrupt):
+        with held_interrupts():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("all files written")
+    assert done == ["all files written"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

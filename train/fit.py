@@ -34,7 +34,7 @@ from train.multitask import (
 )
 from train.plots import plot_losses
 from train.prepare import Prepared, load_prepared, require_prepared_file
-from train.run_folder import best_to_beat, claim_run_folder, interruption_message
+from train.run_folder import best_to_beat, claim_run_folder, held_interrupts, interruption_message
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
 
@@ -276,12 +276,13 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                     f"epsilon={cfg.stop_epsilon:g}); its head is frozen from here on")
             for a in attrs:  # the weight in force from the next epoch on (0 once stopped); --resume reads it
                 row[f"lambda_{a}"] = weights[a]
-            if val_rmse < best:
-                best = val_rmse
-                save_checkpoint(best_path, model, meta, epoch=epoch + 1, best_val_rmse=best, history=history)
-            save(epoch + 1)
-            write_metrics(metrics_path, history)
-            finished = epoch + 1
+            with held_interrupts():  # best.pt, last.pt and metrics.csv always describe the same epoch
+                if val_rmse < best:
+                    best = val_rmse
+                    save_checkpoint(best_path, model, meta, epoch=epoch + 1, best_val_rmse=best, history=history)
+                save(epoch + 1)
+                write_metrics(metrics_path, history)
+                finished = epoch + 1
             log(f"epoch {epoch + 1}/{cfg.epochs}  train {row['train_loss']:.5f}  val {val_loss:.5f}  "
                 f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s"
                 + "".join(f"  {a} {100 * row[f'val_acc_{a}']:.1f}%" for a in attrs))

@@ -1,14 +1,17 @@
 """A training run's folder: refuse to overwrite finished work, resume safely, name what an interruption kept.
 
 `claim_run_folder` runs before any work (`train fit`, `compare`, `refine`); `best_to_beat` is what a resumed run
-must improve on before it may replace best.pt.
+must improve on before it may replace best.pt; `held_interrupts` keeps an epoch's files in step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engines.errors import UserError
@@ -63,6 +66,27 @@ def best_to_beat(folder: Path | str, resumed_best: float, history: list[dict]) -
     best.pt an epoch ahead of last.pt)."""
     rmses = [float(h["val_rmse_px"]) for h in history if "val_rmse_px" in h]
     return min([resumed_best, stored_best(os.path.join(folder, "best.pt")), *rmses])
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while an epoch's files are written, so best.pt, last.pt and metrics.csv always
+    describe the same epoch; a signal that arrived meanwhile is delivered again once they are all written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: h for s, h in old.items() if h is not None}  # a handler set outside Python cannot be restored
+    for s in old:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def interruption_message(folder: Path | str, finished: int, start: int) -> str:

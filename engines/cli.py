@@ -41,7 +41,8 @@ def export(
         raise UserError(f"{src} is already ONNX; add --engine OUT.engine to build a TensorRT engine")
     onnx_path = (str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))) if kind == "pt" else src
     check_outputs([src], {"--onnx": onnx_path if kind == "pt" else None, "--engine": engine,
-                          "--engine (its .json)": f"{engine}.json" if engine is not None else None})
+                          "--engine (its .json)": f"{engine}.json" if engine is not None else None,
+                          "--engine (its .timing)": f"{engine}.timing" if engine is not None else None})
     if engine is not None:
         from engines.tensorrt_env import import_tensorrt
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 
 from engines.backend import ModelError
 from engines.model_file import sha256_file
+from engines.output_files import atomic_path
 from engines.tensorrt_env import INSTALL_HINT, TensorRTMissing
 
 REBUILD = "rebuild it here with `fkd-track export --model MODEL --engine OUT.engine`"
@@ -37,10 +38,8 @@ def sidecar_path(engine_path: str) -> str:
 
 def write_sidecar(engine_path: str, sidecar: EngineSidecar) -> None:
     """Write the sidecar atomically next to the engine."""
-    path, tmp = sidecar_path(engine_path), f"{sidecar_path(engine_path)}.tmp"
-    with open(tmp, "w") as f:
+    with atomic_path(sidecar_path(engine_path)) as tmp, open(tmp, "w") as f:
         json.dump(asdict(sidecar), f, indent=2)
-    os.replace(tmp, path)
 
 
 def read_sidecar(engine_path: str) -> EngineSidecar:

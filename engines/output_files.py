@@ -73,9 +73,11 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the file the mode open() would
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(err, OSError) and not err.filename and err.errno:  # e.g. ENOSPC from write(): name the file
+            raise OSError(err.errno, err.strerror, str(path)) from err
         raise
 
 

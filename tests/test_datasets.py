@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from tests.conftest import KAGGLE_LABELS, MTFL_SPEC, YTF_SPEC
+from tests.conftest import KAGGLE_LABELS, MTFL_SPEC, SHARED, YTF_SPEC
 from tracker.keypoints import KAGGLE15
 from train.datasets import DatasetError, is_validation, load_dataset
 
@@ -128,3 +128,31 @@ def test_split_is_deterministic_and_by_identity(shared_data):
     for g in set(fs.groups):
         flags = {v for v, gg in zip(val, fs.groups, strict=True) if gg == g}
         assert len(flags) == 1
+
+
+def test_infinite_coordinates_are_malformed_like_text(tmp_path, shared_data):
+    src = MTFL_SPEC.split(":", 1)[1]
+    line = open(src).readline().split()
+    line[3] = "inf"
+    bad = _copy_with_line(src, tmp_path / "training.txt", 2, " " + " ".join(line) + "\n")
+    with pytest.raises(DatasetError, match=r"training.txt:2: infinite coordinate"):
+        load_dataset(f"mtfl:{bad}")
+    assert len(load_dataset(f"mtfl:{bad}", skip_bad=True)) == 9999
+
+
+def test_labels_without_images_refuse_to_load_an_image(shared_data):
+    fs = load_dataset(f"kaggle:{KAGGLE_LABELS}")
+    assert not fs.has_images
+    with pytest.raises(DatasetError, match="labels but no images"):
+        fs.load_image(0)
+
+
+def test_spec_inputs_name_the_label_file_and_the_image_folder(shared_data):
+    from train.datasets import spec_inputs
+
+    ytf = YTF_SPEC.split(":", 1)[1]
+    assert spec_inputs(YTF_SPEC) == [ytf, ytf[: -len("_frames_keypoints.csv")]]
+    mtfl = MTFL_SPEC.split(":", 1)[1]
+    assert spec_inputs(MTFL_SPEC) == [mtfl, str((SHARED / "mtfl").resolve())]
+    assert spec_inputs(f"kaggle:{KAGGLE_LABELS}") == [str(KAGGLE_LABELS)]
+    assert spec_inputs("celeba:/x.csv") == [] and spec_inputs("no-colon") == []

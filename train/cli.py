@@ -122,7 +122,7 @@ def fit_cmd(
     multitask: bool = typer.Option(False, "--multitask", help="All four MTFL attribute heads at lambda 0.1."),
     stop_k: int = typer.Option(5, min=1,
                                help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
-    stop_epsilon: float = typer.Option(8.0, min=0.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
+    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
     init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
     arch_option: list[str] = typer.Option(
         [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),
@@ -131,7 +131,14 @@ def fit_cmd(
     save_every: int = typer.Option(1, "--save-every", min=1,
                                    help="Write last.pt/best.pt every N epochs (the last epoch is always saved)."),
 ) -> None:
-    """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe."""
+    """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe.
+
+    A --out folder holding a run needs --resume (continue) or --force (start over)."""
+    from train.prepare import require_prepared_file
+    from train.run_folder import claim_run_folder
+
+    require_prepared_file(str(data))  # the cheap checks first: no torch import for a refused command
+    claim_run_folder(out, resume, force, inputs=[data, init])
     _need_torch()
     from train.augment import AugmentParams
     from train.fit import FitConfig, fit
@@ -241,14 +248,9 @@ def refine_cmd(
 ) -> None:
     """Cascade refinement (Sun et al.): re-crop every face around the first stage's points, fit a second
     stage on those crops, export both to ONNX and report the accuracy gain and the cost per face."""
-    _need_torch()
-    from engines.export import export_onnx
     from engines.model_file import require_model_file
     from engines.output_files import atomic_path, check_outputs
-    from engines.select import load_backend
-    from train.fit import FitConfig, fit
     from train.prepare import require_prepared_file
-    from train.refine import evaluate_cascade, prepare_stage2
     from train.run_folder import claim_run_folder
 
     require_model_file(str(stage1))
@@ -256,6 +258,11 @@ def refine_cmd(
     claim_run_folder(out, force=force, inputs=[stage1, data])
     for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
         check_outputs([stage1, data], {"--out": out / name})
+    _need_torch()
+    from engines.export import export_onnx
+    from engines.select import load_backend
+    from train.fit import FitConfig, fit
+    from train.refine import evaluate_cascade, prepare_stage2
     first = load_backend(str(stage1), "torch")
     stage2_data = str(out / "stage2.npz")
     with _progress() as progress:

@@ -48,7 +48,7 @@ from train.multitask import (
 )
 from train.plots import plot_losses
 from train.prepare import Prepared, load_prepared, require_prepared_file
-from train.run_folder import best_to_beat, claim_run_folder, interruption_message
+from train.run_folder import best_to_beat, claim_run_folder, held_interrupts, interruption_message
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
 # images_per_s and seconds time the training steps; wall_images_per_s the whole epoch (validation, saving)
@@ -348,16 +348,19 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
                 row[f"lambda_{a}"] = weights[a]
             if val_rmse < best:
                 best, best_model, best_epoch = val_rmse, copy.deepcopy(model), epoch + 1
-            if ctx.is_main and ((epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs):
-                if best_model is not None:
-                    save_checkpoint(best_path, best_model, meta, epoch=best_epoch, best_val_rmse=best,
-                                    history=[h for h in history if h["epoch"] <= best_epoch])
-                    best_model = None
-                save(epoch + 1)
-                saved = epoch + 1
             row["wall_images_per_s"] = seen / (time.perf_counter() - t0)
+            due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
             if ctx.is_main:
-                write_metrics(metrics_path, history)
+                with held_interrupts():  # best.pt, last.pt and metrics.csv always describe the same epoch
+                    if due and best_model is not None:
+                        save_checkpoint(best_path, best_model, meta, epoch=best_epoch, best_val_rmse=best,
+                                        history=[h for h in history if h["epoch"] <= best_epoch])
+                        best_model = None
+                    if due:
+                        save(epoch + 1)
+                    write_metrics(metrics_path, history)
+            if due:
+                saved = epoch + 1
             log(f"epoch {epoch + 1}/{cfg.epochs}  train {row['train_loss']:.5f}  val {val_loss:.5f}  "
                 f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s (steps), "
                 f"{row['wall_images_per_s']:.0f} (wall)"

@@ -1,14 +1,17 @@
 """A training run's folder: refuse to overwrite finished work, resume safely, name what an interruption kept.
 
 `claim_run_folder` runs before any work (`train fit`, `compare`, `refine`); `best_to_beat` is what a resumed run
-must improve on before it may replace best.pt.
+must improve on before it may replace best.pt; `held_interrupts` keeps an epoch's files in step.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
-from collections.abc import Sequence
+import signal
+import threading
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from engines.errors import UserError
@@ -34,14 +37,14 @@ def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = Fal
         raise UserError("--resume and --force exclude each other: continue the run, or start it over")
     if os.path.exists(folder) and not os.path.isdir(folder):
         raise UserError(f"{option} {folder} is a file; a training run needs a folder")
-    for name in RUN_FILES:
-        check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
     found = run_checkpoints(folder)
     if resume and "last.pt" not in found:
         raise UserError(f"--resume: no checkpoint at {os.path.join(folder, 'last.pt')} to continue from")
     if found and not (resume or force):
         raise UserError(f"{option} {folder} already holds a training run ({', '.join(found)}); pass --resume to "
                         f"continue it or --force to start over and replace it")
+    for name in RUN_FILES:  # also creates the folder and proves it writable
+        check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
 
 
 def stored_best(path: Path | str) -> float:
@@ -63,6 +66,27 @@ def best_to_beat(folder: Path | str, resumed_best: float, history: list[dict]) -
     best.pt an epoch ahead of last.pt)."""
     rmses = [float(h["val_rmse_px"]) for h in history if "val_rmse_px" in h]
     return min([resumed_best, stored_best(os.path.join(folder, "best.pt")), *rmses])
+
+
+@contextlib.contextmanager
+def held_interrupts() -> Iterator[None]:
+    """Hold Ctrl-C and SIGTERM while an epoch's files are written, so best.pt, last.pt and metrics.csv always
+    describe the same epoch; a signal that arrived meanwhile is delivered again once they are all written."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    old = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    old = {s: h for s, h in old.items() if h is not None}  # a handler set outside Python cannot be restored
+    for s in old:
+        signal.signal(s, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    if caught:
+        signal.raise_signal(caught[0])
 
 
 def interruption_message(folder: Path | str, finished: int, start: int) -> str:

@@ -376,10 +376,12 @@ def _stderr_console():
 def _register() -> None:
     """Attach the command groups that live beside the tracker (train needs torch only when run)."""
     from engines.cli import export
+    from tracker.calibration import quantize
     from train.cli import train_app
 
     app.add_typer(train_app, name="train")
     app.command("export")(export)
+    app.command("quantize")(quantize)
 
 
 _register()

@@ -311,6 +311,12 @@ def bench(
         help="Cascade second stage run after the model end to end (needs --video): its own 'refine' column "
         "and ms per face.",
     ),
+    live_sim: float | None = typer.Option(
+        None, "--live-sim", min=1.0, help="Also feed --video to the live loop at this frame rate (scaled to "
+        "--width x --height, headless) and report capture-to-drawn-frame latency p50/p99."),
+    live_seconds: float = typer.Option(10.0, "--live-seconds", min=1.0, help="Length of the --live-sim feed."),
+    width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=16, help="--live-sim frame width."),
+    height: int = typer.Option(DEFAULT_CAMERA.height, "--height", min=16, help="--live-sim frame height."),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -318,7 +324,10 @@ def bench(
         bench_crops,
         bench_end_to_end,
         bench_engines,
+        bench_live,
+        engine_label,
         format_end_to_end,
+        format_live,
         open_backends,
         speedup,
     )
@@ -326,6 +335,8 @@ def bench(
     sizes = _batch_sizes(batch)
     if refine is not None and video is None:
         raise UserError("--refine is timed end to end: add --video PATH")
+    if live_sim is not None and video is None:
+        raise UserError("--live-sim feeds a video to the live loop: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
     stage2 = _stage2(refine)
     if stage2 is not None:  # refuse a wrong second stage before any timing
@@ -345,12 +356,17 @@ def bench(
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
-        typer.echo(format_end_to_end(results, engine.name, video.name))
+        typer.echo(format_end_to_end(results, engine_label(engine), video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
                    "detecting every frame")
         report["end_to_end"] = {"video": str(video), "backend": engine.name,
                                 "runs": [r.to_json() for r in results], "speedup": ratio,
                                 "refine": None if refine is None else str(refine)}
+        if live_sim is not None:
+            live_result = bench_live(video, engine, detector, track, smoothing, live_sim, (width, height),
+                                     live_seconds)
+            typer.echo(format_live(live_result))
+            report["live"] = live_result.to_json()
     if json_out is not None:
         json_out.parent.mkdir(parents=True, exist_ok=True)
         json_out.write_text(json.dumps(report, indent=2))

@@ -1,6 +1,7 @@
 """Pick and open a backend for a model file: `load_backend(model_path, backend)` is what the tracker calls.
 
-auto: TensorRT where an engine and a GPU exist, then torch on CUDA, then ONNX Runtime (faster on CPU).
+auto: TensorRT where an engine and a GPU exist, then torch on CUDA, then ONNX Runtime (faster on CPU) on the
+fastest file that meets the accuracy bound: the model's INT8 sibling (engines/quantize.py) where one fits.
 """
 
 from __future__ import annotations
@@ -89,4 +90,28 @@ def _auto(path: str, kind: str, threads: int | None = None) -> Backend:
 
         if current_gpu() is not None and sha256_file(checkpoint) == source:
             return _open("torch", checkpoint, device="cuda")
-    return ort_backend
+    return _fastest_cpu(path, ort_backend)
+
+
+def int8_sibling(path: str) -> str:
+    """Where `fkd-track quantize` puts a model's INT8 file: MODEL.int8.onnx beside MODEL.onnx."""
+    return os.path.splitext(path)[0] + ".int8.onnx"
+
+
+def _fastest_cpu(path: str, float_backend: Backend) -> Backend:
+    """The INT8 sibling when it was quantised from this very file, met its accuracy bound (validation RMSE
+    within `bound_px` of float) and ran faster than the float file when measured; else the float file."""
+    from engines.quantize import int8_record
+
+    sibling = int8_sibling(path)
+    if not os.path.isfile(sibling) or int8_record(float_backend.info.extra) is not None:
+        return float_backend
+    try:
+        quantized = _open("onnxruntime", sibling)
+    except UserError:
+        return float_backend  # unreadable: the float file serves
+    from engines.model_file import sha256_file
+
+    record = int8_record(quantized.info.extra)
+    fits = record is not None and record.meets_bound and record.faster
+    return quantized if fits and record.source_sha256 == sha256_file(path) else float_backend

@@ -132,3 +132,28 @@ def test_live_round_from_before_a_cut_is_dropped(backend, all_video_paths):
         assert after.detected and after.faces  # the new shot's own round
     finally:
         pipe.close()
+
+
+def test_bench_reports_pipelined_fps_cpu_per_stage_and_live_latency(video_path, model_path, tmp_path):
+    from tests.conftest import run_cli
+
+    report = tmp_path / "bench.json"
+    r = run_cli("bench", "--video", video_path, "--model", model_path, "--batch", "1", "--seconds", "0.1",
+                "--passes", "1", "--live-sim", "30", "--live-seconds", "2", "--json", report)
+    assert r.code == 0, r.err
+    assert "tracking, pipelined" in r.out and "CPU ms per frame" in r.out and "latency capture" in r.out
+    import json
+
+    data = json.loads(report.read_text())
+    runs = {run["mode"]: run for run in data["end_to_end"]["runs"]}
+    pipelined, single = runs["tracking, pipelined"], runs["tracking"]
+    assert pipelined["frames"] == single["frames"] == 202 and pipelined["detections"] == single["detections"]
+    for run in runs.values():
+        assert run["fps"] > 0 and set(run["cpu_ms"]) == set(run["stage_ms"]) | {"total"}
+        assert run["cpu_ms"]["total"] > 0 and run["cpu_ms"]["infer"] > 0
+    # detecting every frame costs the detector's CPU on every frame
+    assert runs["detect every frame"]["cpu_ms"]["detect"] > 2 * single["cpu_ms"]["detect"]
+    live = data["live"]
+    assert live["size"] == [640, 480] and live["delivered"] == 60 and 0 < live["processed"] <= 60
+    assert 0 < live["latency_ms"]["p50"] <= live["latency_ms"]["p99"] <= live["latency_ms"]["max"]
+    assert live["frames_with_face"] > 0.5 * live["processed"]

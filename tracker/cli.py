@@ -356,6 +356,12 @@ def bench(
         help="Cascade second stage run after the model end to end (needs --video): its own 'refine' column "
         "and ms per face.",
     ),
+    live_sim: float | None = typer.Option(
+        None, "--live-sim", min=1.0, help="Also feed --video to the live loop at this frame rate (scaled to "
+        "--width x --height, headless) and report capture-to-drawn-frame latency p50/p99."),
+    live_seconds: float = typer.Option(10.0, "--live-seconds", min=1.0, help="Length of the --live-sim feed."),
+    width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=16, help="--live-sim frame width."),
+    height: int = typer.Option(DEFAULT_CAMERA.height, "--height", min=16, help="--live-sim frame height."),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -363,7 +369,10 @@ def bench(
         bench_crops,
         bench_end_to_end,
         bench_engines,
+        bench_live,
+        engine_label,
         format_end_to_end,
+        format_live,
         open_backends,
         speedup,
     )
@@ -372,6 +381,8 @@ def bench(
     if refine is not None and video is None:
         raise UserError("--refine is timed end to end: add --video PATH")
     check_outputs([p for p in (video, model, refine) if p is not None], {"--json": json_out})
+    if live_sim is not None and video is None:
+        raise UserError("--live-sim feeds a video to the live loop: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
     stage2 = _stage2(refine)
     if stage2 is not None:  # refuse a wrong second stage before any timing
@@ -391,12 +402,17 @@ def bench(
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
-        typer.echo(format_end_to_end(results, engine.name, video.name))
+        typer.echo(format_end_to_end(results, engine_label(engine), video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
                    "detecting every frame")
         report["end_to_end"] = {"video": str(video), "backend": engine.name,
                                 "runs": [r.to_json() for r in results], "speedup": ratio,
                                 "refine": None if refine is None else str(refine)}
+        if live_sim is not None:
+            live_result = bench_live(video, engine, detector, track, smoothing, live_sim, (width, height),
+                                     live_seconds)
+            typer.echo(format_live(live_result))
+            report["live"] = live_result.to_json()
     if json_out is not None:
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
@@ -425,6 +441,7 @@ def _register() -> None:
     """Attach the command groups that live beside the tracker (train needs torch only when run)."""
     from engines.cli import export
     from tracker.batch import batch
+    from tracker.calibration import quantize
     from tracker.doctor import doctor
     from train.cli import train_app
 
@@ -432,6 +449,7 @@ def _register() -> None:
     app.command("export")(export)
     app.command("batch")(batch)
     app.command("doctor")(doctor)
+    app.command("quantize")(quantize)
 
 
 _register()

@@ -311,7 +311,9 @@ class Pipeline:
         if kind == AROUND:
             return [t.face_box for t in self.tracker.doubtful()] + list(self.tracker.lost)
         if kind == SEARCH:
-            scale = min(1.0, p.search_side / max(shape[:2]))
+            scale = p.search_side / max(shape[:2])
+            if scale >= 1.0:  # the search sees the frame in full
+                return []
             small = 1.25 * self._min_face() / scale
             return [t.face_box for t in self.tracker.tracks if t.face_box.size < small]
         return []

@@ -10,11 +10,9 @@ import os
 import signal
 import sys
 
+from engines.errors import Terminated
+
 DEBUG_HINT = "run with --debug (or FKD_DEBUG=1) for the traceback"
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so every `finally` and `with` finalises its outputs."""
 
 
 def _on_sigterm(signum, frame) -> None:

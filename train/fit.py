@@ -19,8 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from engines.errors import Terminated
 from engines.output_files import atomic_path
-from tracker.entry import Terminated
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
 from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint

@@ -16,7 +16,7 @@ $(VENV)/.mode-$(MODE):
 	$(PY) -m venv $(if $(USE_SYSTEM_TORCH),--system-site-packages,) $(VENV)
 	touch $@
 
-.PHONY: install install-dev run test lint lock gpu-check
+.PHONY: install install-dev run test lint lock gpu-check gpu-data bench-peer
 install: $(VENV)/.mode-$(MODE)
 	$(PIP) -e .
 
@@ -24,7 +24,7 @@ install: $(VENV)/.mode-$(MODE)
 # (in the hermetic venv: always; with USE_SYSTEM_TORCH=1: only when the system has none).
 install-dev: $(VENV)/.mode-$(MODE)
 	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/python -m pip install -q $(TORCH)
-	$(PIP) -e ".[train,dev]"
+	$(PIP) -e ".[train,dev,cluster]"
 
 run: install
 	$(BIN)/fkd-track --camera 0
@@ -35,11 +35,39 @@ lint: install-dev
 test: lint
 	$(BIN)/python -m pytest -q
 
+# One command for a GPU session (one device call: under 9 minutes, nothing to install): the machine's own
+# python with PYTHONPATH at this repository, no venv (GPU images have torch + CUDA but no package registry).
+# Writes OUT/gpu_check.log and OUT/summary.json; without CUDA it runs the CPU parts and lists the skips.
+# Real faces come from ../shared/data, or from GPU_DATA (made here by `make gpu-data`, ~4 MiB: carry it).
+PY_GPU ?= python3
+OUT ?= /tmp/fkd-gpu-check
+GPU_CHECK_ARGS ?=
+GPU_DATA ?= build/gpu-data
+GPU_SHARED := $(firstword $(wildcard $(CURDIR)/../shared/data/README.md $(CURDIR)/$(GPU_DATA)/README.md))
+gpu-check:
+	PYTHONPATH=$(CURDIR) $(if $(GPU_SHARED),FKD_SHARED_DATA=$(dir $(GPU_SHARED)),) \
+	  $(PY_GPU) -m train.gpu_check --out $(OUT) $(GPU_CHECK_ARGS)
+
+gpu-data:
+	PYTHONPATH=$(CURDIR) $(BIN)/python -m train.gpu_check --make-data $(GPU_DATA)
+
 # Re-pin: resolve pyproject's ranges afresh in a throwaway hermetic venv and write constraints.txt.
 lock:
 	rm -rf .lock-venv && $(PY) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install -q $(TORCH) && .lock-venv/bin/python -m pip install -q ".[train,dev]"
+	.lock-venv/bin/python -m pip install -q $(TORCH) && .lock-venv/bin/python -m pip install -q ".[train,dev,cluster]"
 	{ echo "# Exact versions CI tested: the Makefile installs with -c constraints.txt. Regenerate: make lock."; \
 	  echo "# torch is installed on its own (TORCH, default $(TORCH)) so a CUDA build can be kept."; \
 	  .lock-venv/bin/python -m pip freeze --exclude-editable | grep -v -e '^torch==' -e '^fkd-track'; } > constraints.txt
 	rm -rf .lock-venv
+
+# The fair peer benchmark (benchmarks/peer_mediapipe.py): MediaPipe FaceMesh in its own venv (numpy<2),
+# fkd-track in the project venv, alternating rounds on the same clips, decode excluded for both.
+MP_VENV := benchmarks/.venv-mediapipe
+$(MP_VENV)/.stamp:
+	rm -rf $(MP_VENV)
+	$(PY) -m venv $(MP_VENV)
+	$(MP_VENV)/bin/python -m pip install -q "mediapipe==0.10.14" "numpy<2"
+	touch $@
+
+bench-peer: install $(MP_VENV)/.stamp
+	$(BIN)/python benchmarks/peer_mediapipe.py $(BENCH_ARGS)

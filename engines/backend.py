@@ -44,12 +44,18 @@ class Backend(Protocol):
         ...
 
 
-def crops_to_input(crops: np.ndarray, input_size: int = 96) -> np.ndarray:
-    """(N, S, S) uint8 crops -> contiguous float32 (N, 1, S, S) pixels 0..255: every backend's graph input.
-
-    ValueError for any other shape (a programming error, not a user one).
-    """
+def check_crops(crops: np.ndarray, input_size: int = 96) -> np.ndarray:
+    """`crops` as an array, after checking it is (N, S, S); no copy. ValueError for any other shape (a
+    programming error, not a user one)."""
     crops = np.asarray(crops)
     if crops.ndim != 3 or crops.shape[1:] != (input_size, input_size):
         raise ValueError(f"crops must be (N, {input_size}, {input_size}), got {crops.shape}")
-    return np.ascontiguousarray(crops[:, None], dtype=np.float32)
+    return crops
+
+
+def crops_to_input(crops: np.ndarray, input_size: int = 96) -> np.ndarray:
+    """(N, S, S) uint8 crops -> contiguous float32 (N, 1, S, S) pixels 0..255: every backend's graph input.
+
+    ValueError for any other shape (see check_crops).
+    """
+    return np.ascontiguousarray(check_crops(crops, input_size)[:, None], dtype=np.float32)

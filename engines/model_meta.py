@@ -104,4 +104,4 @@ def info_from_metadata(path: str, props: Mapping[str, str]) -> ModelInfo:
 
 
 _KNOWN = ("format", "keypoint_names", "flip_pairs", "input_size", "arch", "normalisation", "keypoint_set",
-          "arch_kwargs", "data", "source_sha256", "attributes", "refine")
+          "arch_kwargs", "data", "source_sha256", "attributes", "refine", "int8")

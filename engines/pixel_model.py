@@ -20,11 +20,11 @@ class PixelModel(nn.Module):
         super().__init__()
         self.net = net
         self.num_keypoints = num_keypoints
-        self.half = input_size / 2.0
+        self.half_size = input_size / 2.0  # not `half`: that would hide nn.Module.half()
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         targets = self.net(crops / 255.0)  # in the network's dtype (FP16 on the CUDA backend)
-        return targets.float().reshape(-1, self.num_keypoints, 2) * self.half + self.half  # FP32 scaling
+        return targets.float().reshape(-1, self.num_keypoints, 2) * self.half_size + self.half_size  # FP32 scaling
 
 
 @torch.no_grad()

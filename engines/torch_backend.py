@@ -5,11 +5,13 @@ On CUDA each padded batch size (1, 2, 4, ... 256) is captured once as a CUDA gra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from torch import nn
 
-from engines.backend import ModelInfo, crops_to_input
+from engines.backend import ModelInfo, check_crops, crops_to_input
 from engines.model_meta import OUTPUT_NAME, attribute_classes
 from engines.pixel_model import PixelModel, load_pixel_model
 
@@ -28,7 +30,7 @@ class AttributePixelModel(nn.Module):
     def forward(self, crops: torch.Tensor) -> tuple[torch.Tensor, ...]:
         targets, logits = self.pixel.net.forward_all(crops / 255.0)
         p = self.pixel  # the same output scaling as PixelModel.forward
-        keypoints = targets.float().reshape(-1, p.num_keypoints, 2) * p.half + p.half
+        keypoints = targets.float().reshape(-1, p.num_keypoints, 2) * p.half_size + p.half_size
         return (keypoints, *(torch.softmax(logits[a].float(), dim=-1) for a in self.attributes))
 
 
@@ -45,7 +47,7 @@ class TorchBackend:
         if self.cuda:
             model = model.half()
         self.model: PixelModel = model
-        self.graphs: dict[int, _Graph] | None = {} if (self.cuda and cuda_graphs) else None
+        self.graphs: dict[int, StaticBatch] | None = {} if (self.cuda and cuda_graphs) else None
         self.attributes = attribute_classes(self.info)
 
     @torch.inference_mode()
@@ -64,37 +66,56 @@ class TorchBackend:
         if not self.cuda:
             x = torch.from_numpy(crops_to_input(crops, self.info.input_size))
             return self.model(x.contiguous(memory_format=torch.channels_last)).numpy()
-        x = crops_to_input(crops, self.info.input_size)  # validates the shape
-        if len(x) == 0:
+        check_crops(crops, self.info.input_size)
+        if len(crops) == 0:
             return np.zeros((0, self.info.num_keypoints, 2), np.float32)
         pixels = torch.from_numpy(np.ascontiguousarray(crops, dtype=np.uint8)).to(self.device)
-        step = GRAPH_BATCHES[-1]
-        outs = [self._run(pixels[i:i + step]) for i in range(0, len(pixels), step)]
-        return torch.cat(outs).cpu().numpy()
+        if self.graphs is None:
+            x = pixels[:, None].half().contiguous(memory_format=torch.channels_last)
+            return self.model(x).cpu().numpy()
+        return run_padded(pixels, self.graphs, self._capture).cpu().numpy()
 
     def synchronize(self) -> None:
         """Wait for queued GPU work (a no-op on the CPU); the bench harness calls it around timings."""
         if self.cuda:
             torch.cuda.synchronize(self.device)
 
-    def _run(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(n, S, S) uint8 on the GPU -> (n, K, 2) float32 on the GPU, via a CUDA graph when enabled."""
-        n = len(pixels)
-        if self.graphs is None:
-            x = pixels[:, None].half().contiguous(memory_format=torch.channels_last)
-            return self.model(x)
-        size = next(b for b in GRAPH_BATCHES if b >= n)
-        if size not in self.graphs:
-            self.graphs[size] = _Graph(self.model, size, self.info.input_size, self.device)
-        return self.graphs[size].run(pixels)
+    def _capture(self, batch: int) -> StaticBatch:
+        return StaticBatch(self.model, batch, self.info.input_size, self.device, torch.half, capture=True)
 
 
-class _Graph:
-    """One captured forward pass at a fixed batch size, with its static input and output buffers."""
+def padded_batch(n: int, sizes: tuple[int, ...] = GRAPH_BATCHES) -> int:
+    """The smallest of `sizes` that holds n rows (n <= sizes[-1])."""
+    return next(b for b in sizes if b >= n)
 
-    def __init__(self, model: PixelModel, batch: int, size: int, device: torch.device) -> None:
-        self.input = torch.zeros((batch, 1, size, size), dtype=torch.half, device=device)
+
+def run_padded(pixels: torch.Tensor, batches: dict[int, StaticBatch], make: Callable[[int], StaticBatch],
+               sizes: tuple[int, ...] = GRAPH_BATCHES) -> torch.Tensor:
+    """(N, S, S) uint8 -> (N, K, 2) float32: chunks of at most sizes[-1] rows, each run by the StaticBatch of
+    its padded size (made once by `make(size)` and kept in `batches`)."""
+    outs = []
+    for i in range(0, len(pixels), sizes[-1]):
+        chunk = pixels[i:i + sizes[-1]]
+        size = padded_batch(len(chunk), sizes)
+        if size not in batches:
+            batches[size] = make(size)
+        outs.append(batches[size].run(chunk))
+    return torch.cat(outs)
+
+
+class StaticBatch:
+    """One forward pass at a fixed batch size over static input and output buffers: a captured CUDA graph
+    (capture=True), or an eager stand-in with the same buffers, padding and slicing (capture=False, any device)."""
+
+    def __init__(self, model: nn.Module, batch: int, size: int, device: torch.device, dtype: torch.dtype,
+                 capture: bool) -> None:
+        self.model = model
+        self.input = torch.zeros((batch, 1, size, size), dtype=dtype, device=device)
         self.input = self.input.contiguous(memory_format=torch.channels_last)
+        self.graph = None
+        if not capture:
+            self.output = model(self.input)
+            return
         side = torch.cuda.Stream(device)
         side.wait_stream(torch.cuda.current_stream(device))
         with torch.cuda.stream(side):
@@ -105,8 +126,19 @@ class _Graph:
         with torch.cuda.graph(self.graph):
             self.output = model(self.input)
 
+    @property
+    def batch(self) -> int:
+        return len(self.input)
+
     def run(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, S, S) uint8, n <= batch -> (n, K, 2): rows n.. of the input keep stale pixels, their outputs
+        are dropped."""
         n = len(pixels)
+        if not 0 < n <= self.batch:
+            raise ValueError(f"{n} crops do not fit a static batch of {self.batch}")
         self.input[:n, 0].copy_(pixels)
-        self.graph.replay()
+        if self.graph is not None:
+            self.graph.replay()
+        else:
+            self.output.copy_(self.model(self.input))
         return self.output[:n].clone()

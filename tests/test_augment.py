@@ -75,3 +75,22 @@ def test_strength_scales_the_ranges_and_zero_turns_everything_off():
     with pytest.raises(ValueError):
         AugmentParams.scaled(-0.5)
 
+
+
+def test_keypoints_use_the_closed_form_inverse_not_linalg_solve(monkeypatch):
+    """torch.linalg.solve checks for singular matrices on the host: a GPU sync every training step."""
+    from train.augment import apply_2x2, inverse_2x2
+
+    a = torch.randn(64, 2, 2, dtype=torch.float64) + 2 * torch.eye(2, dtype=torch.float64)
+    p = torch.randn(64, 15, 2, dtype=torch.float64)
+    want = torch.linalg.solve(a, p.transpose(1, 2)).transpose(1, 2)
+    torch.testing.assert_close(apply_2x2(inverse_2x2(a), p), want)
+
+    def no_solve(*args, **kwargs):
+        raise AssertionError("torch.linalg.solve syncs with the host")
+
+    monkeypatch.setattr(torch.linalg, "solve", no_solve)
+    gen = torch.Generator().manual_seed(0)
+    crops = torch.zeros(8, 120, 120, dtype=torch.uint8)
+    x, q = augment_batch(crops, torch.rand(8, 15, 2) * 80 + 20, PERM, AugmentParams(), generator=gen)
+    assert x.shape == (8, 1, 96, 96) and torch.isfinite(q).all()

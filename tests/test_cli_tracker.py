@@ -95,7 +95,7 @@ def test_video_to_csv_and_annotated_video(cli, model_args, video_path, tmp_path)
     assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 202
     ok, frame = cap.read()
     assert ok and frame.shape == (240, 320, 3)  # 320 x 239 padded to even sides for the codec
-    assert f"wrote {csv}" in r.err
+    assert f"wrote {csv} (" in r.err and f"wrote {out} (202 frames)" in r.err  # counted on reopening
 
 
 def test_no_smooth_and_detect_every_options(cli, model_args, all_video_paths, tmp_path):

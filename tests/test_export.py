@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
-from typer.testing import CliRunner
 
 from engines.backend import ModelError
 from engines.bench import bench_backend, crops_from_video
 from engines.select import load_backend
 from engines.tensorrt_env import current_gpu, tensorrt_available
 from tests.conftest import count_denormals
+from tests.test_gpu_paths_cpu import FP16_MAX_PX, FP16_MEAN_PX
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
 from train.checkpoint import model_meta, save_checkpoint
@@ -64,6 +64,9 @@ def checkpoint(tmp_path_factory, real_crops) -> Path:
 @pytest.fixture(scope="module")
 def exported(checkpoint) -> Path:
     """The checkpoint exported through the real CLI command."""
+    pytest.importorskip("typer")  # here, not at the top: the CUDA tests run on GPU images without typer
+    from typer.testing import CliRunner
+
     from tracker.cli import app
 
     out = checkpoint.with_name("model.onnx")
@@ -144,6 +147,8 @@ def test_export_engine_without_tensorrt_is_one_clear_line(checkpoint, tmp_path):
 
 
 def test_export_cli_rejects_bad_requests(checkpoint, exported, tmp_path):
+    from typer.testing import CliRunner
+
     from tracker.cli import app
 
     runner = CliRunner()
@@ -203,10 +208,15 @@ def test_torch_cuda_fp16_matches_fp32(checkpoint, real_crops):
     fp32 = TorchBackend(str(checkpoint), device="cpu").predict(real_crops)
     graphs = TorchBackend(str(checkpoint), device="cuda")
     eager = TorchBackend(str(checkpoint), device="cuda", cuda_graphs=False)
-    fast = graphs.predict(real_crops)
-    assert np.abs(fast - fp32).mean() < 0.05
-    assert np.abs(fast - eager.predict(real_crops)).max() < 1e-3
-    assert np.abs(graphs.predict(real_crops[:3]) - fast[:3]).max() < 0.05  # a second, smaller graph
+    fast = graphs.predict(real_crops)  # 6 crops padded to the graph of 8
+    diff = np.abs(fast - fp32)
+    assert diff.mean() < FP16_MEAN_PX and diff.max() < FP16_MAX_PX, (diff.mean(), diff.max())
+    # graph vs eager at the same batch (cuDNN may pick other algorithms for other batch sizes)
+    padded = np.concatenate([real_crops, real_crops[:2]])
+    assert np.abs(fast - eager.predict(padded)[:6]).max() < 1e-3
+    small = graphs.predict(real_crops[:3])  # a second graph, of 4
+    assert np.abs(small - eager.predict(np.concatenate([real_crops[:3], real_crops[:1]]))[:3]).max() < 1e-3
+    assert np.abs(small - fp32[:3]).mean() < FP16_MEAN_PX
 
 
 @pytest.mark.skipif(not tensorrt_available(), reason=NO_TENSORRT)
@@ -222,7 +232,7 @@ def test_tensorrt_engine_build_and_parity(exported, real_crops, tmp_path):
     trt_backend = load_backend(engine)
     assert trt_backend.name == "tensorrt"
     want = load_backend(exported, "onnxruntime").predict(real_crops)
-    assert np.abs(trt_backend.predict(real_crops) - want).mean() < 0.05
+    assert np.abs(trt_backend.predict(real_crops) - want).mean() < FP16_MEAN_PX
     engine.write_bytes(engine.read_bytes()[: sidecar.engine_bytes // 2])
     with pytest.raises(ModelError, match="truncated"):
         load_backend(engine)

@@ -125,7 +125,10 @@ def test_heads_export_to_onnx_outputs_and_the_predict_contract_stays(run_dir, pr
     meta = {p.key: json.loads(p.value) for p in proto.metadata_props}
     assert meta["attributes"]["gender"] == ["male", "female"]
     crops = load_prepared(str(prepared[0])).crops[:7, 12:108, 12:108].copy()
-    ort_b, torch_b = load_backend(path), load_backend(run_dir / "best.pt", "torch")
+    from engines.torch_backend import TorchBackend
+
+    # FP32 against FP32: the torch backend on the CPU even where CUDA (FP16) is available
+    ort_b, torch_b = load_backend(path), TorchBackend(str(run_dir / "best.pt"), device="cpu")
     a, b = ort_b.predict_all(crops), torch_b.predict_all(crops)
     assert a.keys() == b.keys() == {"keypoints", "gender", "smile", "glasses", "pose"}
     assert a["pose"].shape == (7, 5) and np.allclose(a["pose"].sum(1), 1, atol=1e-5)

@@ -17,6 +17,7 @@ from tracker.sources import (
     SourceError,
     VideoSource,
     camera_device_missing,
+    jpeg_cut_short,
     open_inputs,
 )
 
@@ -73,6 +74,27 @@ def test_image_folder_source(video_path, tmp_path):
     empty.mkdir()
     with pytest.raises(SourceError, match="no images"):
         ImageFolderSource(empty)
+
+
+def test_jpeg_cut_short_is_left_out_with_one_warning(video_path, tmp_path):
+    frames_seen = []
+    with VideoSource(video_path) as src:
+        for f in src:
+            if f.index < 4:
+                cv2.imwrite(str(tmp_path / f"img_{f.index:03d}.jpg"), f.image)
+                frames_seen.append(f.image)
+    whole = (tmp_path / "img_001.jpg").read_bytes()
+    assert not jpeg_cut_short(whole) and jpeg_cut_short(whole[: len(whole) // 2]) and jpeg_cut_short(whole[:-2])
+    assert not jpeg_cut_short(whole + b"\xff\xda\x00\x08 appended clip")  # data after the end marker
+    ok, progressive = cv2.imencode(".jpg", frames_seen[1], [cv2.IMWRITE_JPEG_PROGRESSIVE, 1])
+    progressive = progressive.tobytes()  # several scans with tables between them
+    assert ok and not jpeg_cut_short(progressive) and jpeg_cut_short(progressive[: len(progressive) * 2 // 3])
+    assert not jpeg_cut_short(b"\x89PNG\r\n") and not jpeg_cut_short(b"")
+    (tmp_path / "img_001.jpg").write_bytes(whole[: len(whole) * 9 // 10])
+    said: list[str] = []
+    frames = list(ImageFolderSource(tmp_path, 10.0, warn=said.append))
+    assert [f.index for f in frames] == [0, 2, 3] and [f.timestamp_ms for f in frames] == [0.0, 200.0, 300.0]
+    assert len(said) == 1 and "img_001.jpg" in said[0] and "cut short" in said[0]
 
 
 def test_chain_continues_numbers_and_time(all_video_paths):

@@ -40,7 +40,7 @@ def step(tr: Tracker, index: int, faces: list[np.ndarray], detect: bool) -> list
 
 
 def test_detection_schedule_every_n_frames():
-    tr = Tracker(TrackParams(detect_every=5), KAGGLE15)
+    tr = Tracker(TrackParams(detect_every=5, confident_stretch=1), KAGGLE15)
     assert tr.wants_detection(0)  # nothing tracked yet
     step(tr, 0, [face(300, 200)], detect=True)
     asked = []
@@ -112,7 +112,7 @@ def run_unseen(tr: Tracker, pts: np.ndarray, frames: range, look_closer: bool) -
 
 
 def test_track_the_detector_misses_twice_is_dropped():
-    tr = Tracker(TrackParams(detect_every=5, max_misses=2, redetect_gap=2), KAGGLE15)
+    tr = Tracker(TrackParams(detect_every=5, max_misses=2, redetect_gap=2, confident_stretch=1), KAGGLE15)
     pts = face(300, 200)
     step(tr, 0, [pts], detect=True)
     log = run_unseen(tr, pts, range(1, 30), look_closer=False)
@@ -122,7 +122,7 @@ def test_track_the_detector_misses_twice_is_dropped():
 
 
 def test_track_confirmed_by_a_closer_look_survives():
-    tr = Tracker(TrackParams(detect_every=5, max_misses=2), KAGGLE15)
+    tr = Tracker(TrackParams(detect_every=5, max_misses=2, confident_stretch=1), KAGGLE15)
     pts = face(300, 200)
     step(tr, 0, [pts], detect=True)
     log = run_unseen(tr, pts, range(1, 30), look_closer=True)

@@ -6,12 +6,14 @@ Commands are plain functions with typed options; user errors print one line and 
 from __future__ import annotations
 
 import json
+from contextlib import ExitStack
 from dataclasses import asdict
 from pathlib import Path
 
 import typer
 
 from engines.errors import UserError
+from engines.output_files import atomic_path, check_outputs
 from tracker.config import (
     BENCH_BATCHES,
     DEFAULT_CAMERA,
@@ -35,6 +37,7 @@ app = typer.Typer(
 )
 
 _HAAR = HaarParams()
+MAX_BENCH_BATCH = 1024  # one batch of 96x96 crops this size needs about 2.4 GB in ONNX Runtime
 
 # Options shared by the live view, `video` and `bench` (one definition each).
 MODEL = typer.Option(None, "--model", help="Model file: .onnx, .pt or .engine (default: the packaged model).")
@@ -45,16 +48,24 @@ DETECT_EVERY = typer.Option(
 )
 SMOOTH = typer.Option(True, "--smooth/--no-smooth", help="One Euro smoothing of the keypoints (off: raw).")
 MIN_CUTOFF = typer.Option(
-    DEFAULT_SMOOTH.min_cutoff, "--min-cutoff", min=0.0,
+    DEFAULT_SMOOTH.min_cutoff, "--min-cutoff", min=0.001, max=1000.0,
     help="One Euro min cutoff (Hz).",
 )
-BETA = typer.Option(DEFAULT_SMOOTH.beta, "--beta", min=0.0, help="One Euro speed coefficient.")
-D_CUTOFF = typer.Option(DEFAULT_SMOOTH.d_cutoff, "--d-cutoff", min=0.0, help="One Euro speed cutoff (Hz).")
-SCALE_FACTOR = typer.Option(_HAAR.scale_factor, "--scale-factor", min=1.01, help="Haar pyramid scale step.")
-MIN_NEIGHBORS = typer.Option(_HAAR.min_neighbors, "--min-neighbors", min=0, help="Haar neighbours per face.")
-MIN_FACE = typer.Option(_HAAR.min_size, "--min-face", min=8, help="Smallest face side to detect (pixels).")
+BETA = typer.Option(DEFAULT_SMOOTH.beta, "--beta", min=0.0, max=1000.0, help="One Euro speed coefficient.")
+D_CUTOFF = typer.Option(
+    DEFAULT_SMOOTH.d_cutoff, "--d-cutoff", min=0.001, max=1000.0, help="One Euro speed cutoff (Hz)."
+)
+SCALE_FACTOR = typer.Option(
+    _HAAR.scale_factor, "--scale-factor", min=1.01, max=10.0, help="Haar pyramid scale step."
+)
+MIN_NEIGHBORS = typer.Option(
+    _HAAR.min_neighbors, "--min-neighbors", min=0, max=1000, help="Haar neighbours per face."
+)
+MIN_FACE = typer.Option(
+    _HAAR.min_size, "--min-face", min=8, max=16384, help="Smallest face side to detect (pixels)."
+)
 MAX_SIDE = typer.Option(
-    _HAAR.max_side, "--max-side", min=64,
+    _HAAR.max_side, "--max-side", min=64, max=16384,
     help="Detect on frames shrunk to this longer side.",
 )
 LABELS = typer.Option(
@@ -115,6 +126,18 @@ def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, sm
     return Pipeline(detector, engine, track, smooth, attributes=attributes, refine=_stage2(refine))
 
 
+def _check_outputs(inputs: list[Path], model: Path | None, refine: Path | None, outputs: dict) -> None:
+    """Refuse, before anything opens, outputs onto an input (the model files included) or onto each other,
+    a video name we cannot write, and output folders that cannot be written."""
+    from engines.select import default_model_path
+    from tracker.video_out import video_fourcc
+
+    models = [model if model is not None else Path(default_model_path())] + ([refine] if refine else [])
+    check_outputs([*inputs, *models], outputs)
+    if outputs.get("--out") is not None:
+        video_fourcc(outputs["--out"])
+
+
 def _outputs(csv: Path | None, out: Path | None, pipeline, fps: float | None):
     from tracker.csv_out import KeypointCsvWriter
     from tracker.keypoints import KeypointSet
@@ -126,6 +149,14 @@ def _outputs(csv: Path | None, out: Path | None, pipeline, fps: float | None):
     return writer, video
 
 
+def _wrote(csv: Path | None, writer, out: Path | None, video) -> None:
+    """The `wrote` lines, each only for a file that is whole: the video is reopened and its frames counted."""
+    if writer is not None:
+        _echo_err(f"wrote {csv} ({writer.rows} rows)")
+    if video is not None:
+        _echo_err(f"wrote {out} ({video.verify()} frames)")
+
+
 def _refine_cost(pipeline, stats) -> str | None:
     """With --refine, one line with the second stage's cost per face next to the first stage's."""
     if pipeline.stage2 is None:
@@ -135,9 +166,11 @@ def _refine_cost(pipeline, stats) -> str | None:
 
 
 def _close(*things) -> None:
-    for t in things:
-        if t is not None:
-            t.close()
+    """Close every one of `things` (None skipped), even when an earlier close fails; the first error is raised."""
+    with ExitStack() as stack:
+        for t in things:
+            if t is not None:
+                stack.callback(t.close)
 
 
 def _echo_err(msg: str) -> None:
@@ -147,14 +180,20 @@ def _echo_err(msg: str) -> None:
 @app.callback(invoke_without_command=True)
 def live(
     ctx: typer.Context,
-    camera: int | None = typer.Option(None, "--camera", min=0, help="Track this camera live (e.g. 0)."),
-    width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=1, help="Camera frame width to ask for."),
-    height: int = typer.Option(
-        DEFAULT_CAMERA.height, "--height", min=1, help="Camera frame height to ask for."
+    camera: int | None = typer.Option(
+        None, "--camera", min=0, max=1023, help="Track this camera live (e.g. 0)."
     ),
-    fps: float = typer.Option(DEFAULT_CAMERA.fps, "--fps", min=1.0, help="Camera frame rate to ask for."),
+    width: int = typer.Option(
+        DEFAULT_CAMERA.width, "--width", min=1, max=16384, help="Camera frame width to ask for."
+    ),
+    height: int = typer.Option(
+        DEFAULT_CAMERA.height, "--height", min=1, max=16384, help="Camera frame height to ask for."
+    ),
+    fps: float = typer.Option(
+        DEFAULT_CAMERA.fps, "--fps", min=1.0, max=1000.0, help="Camera frame rate to ask for."
+    ),
     buffer: int = typer.Option(
-        DEFAULT_CAMERA.buffer, "--buffer", min=1, help="Camera driver buffer (1: lowest latency)."
+        DEFAULT_CAMERA.buffer, "--buffer", min=1, max=64, help="Camera driver buffer (1: lowest latency)."
     ),
     headless: bool = HEADLESS,
     csv: Path | None = CSV,
@@ -186,6 +225,7 @@ def live(
     from tracker.sources import CameraSource
 
     overlay = _overlay(labels)
+    _check_outputs([], model, refine, {"--csv": csv, "--out": out})
     source = CameraSource(camera, CameraParams(width=width, height=height, fps=fps, buffer=buffer,
                                                open_timeout_s=DEFAULT_CAMERA.open_timeout_s))
     writer = video = None
@@ -205,6 +245,7 @@ def live(
     _echo_err(f"{stats.frames} frames at {stats.fps:.1f} fps ({dropped} camera frames skipped to keep up)")
     if (cost := _refine_cost(pipeline, stats)) is not None:
         _echo_err(cost)
+    _wrote(csv, writer, out, video)
 
 
 @app.command()
@@ -227,7 +268,13 @@ def video(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    folder_fps: float = typer.Option(25.0, "--folder-fps", min=0.01, help="Frame rate of image folders."),
+    folder_fps: float = typer.Option(
+        25.0, "--folder-fps", min=0.01, max=1000.0, help="Frame rate of image folders."
+    ),
+    pipelined: bool = typer.Option(
+        True, "--pipelined/--sequential",
+        help="Overlap decoding, detection, inference and writing on threads (same rows as --sequential).",
+    ),
 ) -> None:
     """Track every frame of a video (or image folder): keypoint CSV, annotated video, progress bar.
 
@@ -240,6 +287,7 @@ def video(
     from tracker.stream import run_stream
 
     overlay = _overlay(labels)
+    _check_outputs(inputs, model, refine, {"--csv": csv, "--out": out})
     show = not headless and display_available()
     if not headless and not show:
         _echo_err("no display here: running headless")
@@ -262,7 +310,8 @@ def video(
                 return window.show(image) if window is not None else True
 
             stats = run_stream(source, pipeline, csv=writer, video=video_out, overlay=overlay,
-                               draw=window is not None or video_out is not None, on_frame=on_frame)
+                               draw=window is not None or video_out is not None, on_frame=on_frame,
+                               pipelined=pipelined)
     finally:
         _close(window, writer, video_out, source)
     _echo_err(
@@ -271,15 +320,12 @@ def video(
     )
     if (cost := _refine_cost(pipeline, stats)) is not None:
         _echo_err(cost)
-    if writer is not None:
-        _echo_err(f"wrote {csv} ({writer.rows} rows)")
-    if video_out is not None:
-        _echo_err(f"wrote {out} ({video_out.frames} frames)")
+    _wrote(csv, writer, out, video_out)
 
 
 @app.command()
 def cameras(
-    max_index: int = typer.Option(10, "--max-index", min=1, help="Try camera indices 0 .. N-1."),
+    max_index: int = typer.Option(10, "--max-index", min=1, max=1024, help="Try camera indices 0 .. N-1."),
 ) -> None:
     """List the camera indices that open and deliver a frame."""
     from tracker.sources import list_cameras
@@ -295,17 +341,27 @@ def cameras(
 def bench(
     video: Path | None = typer.Option(None, "--video", help="Also time this video end to end, two ways."),
     backend: str = typer.Option("auto", "--backend", help="auto, all, or one backend name."),
-    batch: str = typer.Option(BENCH_BATCHES, "--batch", help="Comma-separated batch sizes to time."),
+    batch: str = typer.Option(
+        BENCH_BATCHES, "--batch", help=f"Comma-separated batch sizes to time (1 to {MAX_BENCH_BATCH})."
+    ),
     json_out: Path | None = typer.Option(None, "--json", help="Write all results as JSON here."),
     model: Path | None = MODEL,
-    seconds: float = typer.Option(2.0, "--seconds", min=0.1, help="Seconds timed per backend and batch."),
+    seconds: float = typer.Option(
+        2.0, "--seconds", min=0.1, max=3600.0, help="Seconds timed per backend and batch."
+    ),
     detect_every: int = DETECT_EVERY,
-    passes: int = typer.Option(2, "--passes", min=1, help="End-to-end passes per mode (alternating)."),
+    passes: int = typer.Option(2, "--passes", min=1, max=100, help="End-to-end passes per mode (alternating)."),
     refine: Path | None = typer.Option(
         None, "--refine",
         help="Cascade second stage run after the model end to end (needs --video): its own 'refine' column "
         "and ms per face.",
     ),
+    live_sim: float | None = typer.Option(
+        None, "--live-sim", min=1.0, help="Also feed --video to the live loop at this frame rate (scaled to "
+        "--width x --height, headless) and report capture-to-drawn-frame latency p50/p99."),
+    live_seconds: float = typer.Option(10.0, "--live-seconds", min=1.0, help="Length of the --live-sim feed."),
+    width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=16, help="--live-sim frame width."),
+    height: int = typer.Option(DEFAULT_CAMERA.height, "--height", min=16, help="--live-sim frame height."),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -313,7 +369,10 @@ def bench(
         bench_crops,
         bench_end_to_end,
         bench_engines,
+        bench_live,
+        engine_label,
         format_end_to_end,
+        format_live,
         open_backends,
         speedup,
     )
@@ -321,6 +380,9 @@ def bench(
     sizes = _batch_sizes(batch)
     if refine is not None and video is None:
         raise UserError("--refine is timed end to end: add --video PATH")
+    check_outputs([p for p in (video, model, refine) if p is not None], {"--json": json_out})
+    if live_sim is not None and video is None:
+        raise UserError("--live-sim feeds a video to the live loop: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
     stage2 = _stage2(refine)
     if stage2 is not None:  # refuse a wrong second stage before any timing
@@ -340,15 +402,20 @@ def bench(
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
-        typer.echo(format_end_to_end(results, engine.name, video.name))
+        typer.echo(format_end_to_end(results, engine_label(engine), video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
                    "detecting every frame")
         report["end_to_end"] = {"video": str(video), "backend": engine.name,
                                 "runs": [r.to_json() for r in results], "speedup": ratio,
                                 "refine": None if refine is None else str(refine)}
+        if live_sim is not None:
+            live_result = bench_live(video, engine, detector, track, smoothing, live_sim, (width, height),
+                                     live_seconds)
+            typer.echo(format_live(live_result))
+            report["live"] = live_result.to_json()
     if json_out is not None:
-        json_out.parent.mkdir(parents=True, exist_ok=True)
-        json_out.write_text(json.dumps(report, indent=2))
+        with atomic_path(json_out) as tmp:
+            tmp.write_text(json.dumps(report, indent=2))
         _echo_err(f"wrote {json_out}")
 
 
@@ -359,6 +426,8 @@ def _batch_sizes(text: str) -> list[int]:
         sizes = []
     if not sizes or min(sizes) < 1:
         raise UserError(f"--batch wants positive integers with commas (e.g. {BENCH_BATCHES}), not {text!r}")
+    if max(sizes) > MAX_BENCH_BATCH:
+        raise UserError(f"--batch {max(sizes)} is too large: at most {MAX_BENCH_BATCH} crops per batch")
     return sizes
 
 
@@ -371,10 +440,16 @@ def _stderr_console():
 def _register() -> None:
     """Attach the command groups that live beside the tracker (train needs torch only when run)."""
     from engines.cli import export
+    from tracker.batch import batch
+    from tracker.calibration import quantize
+    from tracker.doctor import doctor
     from train.cli import train_app
 
     app.add_typer(train_app, name="train")
     app.command("export")(export)
+    app.command("batch")(batch)
+    app.command("doctor")(doctor)
+    app.command("quantize")(quantize)
 
 
 _register()

@@ -27,6 +27,11 @@ class TrackParams:
     roll_gain: float = 0.8  # share of the measured roll the next crop turns by (< 1: a model's roll bias
     # cannot build up frame after frame)
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
+    confident_above: float = 0.6  # while every track is at least this confident (and none missed) ...
+    confident_stretch: int = 2  # ... the whole-frame search runs only every detect_every x this frames
+    search_side: int = 640  # the periodic search for new faces sees the whole frame shrunk to this longer side
+    # (tracked faces too small to be found there are searched around at full detail in the same round)
+    around_margin: float = 2.0  # doubtful and lost tracks are searched in a region this many face sides wide
 
 
 @dataclass(frozen=True)

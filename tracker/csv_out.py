@@ -1,12 +1,13 @@
 """The keypoint CSV: one row per face per frame (one success=0 row for a frame without a face); with
 --attributes two more columns per attribute head after the coordinates: NAME (class) and NAME_p (its probability).
 
-Rows of a frame are written in one call and flushed, so the file is valid up to the last finished frame
-even after Ctrl-C or a failing source.
+Rows of a frame go to the file in one unbuffered write, so it is valid up to the last finished frame even
+after Ctrl-C, SIGTERM, a failing source or a full disk (a partly written frame is cut off again).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 from collections.abc import Sequence
@@ -65,7 +66,10 @@ def format_rows(
 
 class KeypointCsvWriter:
     """Opens `path` (creating its folder), writes the header, then one frame at a time. `attributes`: the
-    attribute heads to export (each face's FaceResult.attributes must have them), or none."""
+    attribute heads to export (each face's FaceResult.attributes must have them), or none.
+
+    Writes go straight to the file (no buffer), a frame's rows in one piece; when a write fails (disk full,
+    I/O error) the file is cut back to its last complete row and the failure is one UserError line."""
 
     def __init__(
         self, path: str | os.PathLike, coordinate_columns: Sequence[str], attributes: Sequence[str] = ()
@@ -73,18 +77,44 @@ class KeypointCsvWriter:
         self.path = os.fspath(path)
         self.n_coords = len(coordinate_columns)
         self.attributes = tuple(attributes)
+        self.rows = 0
+        self._complete = 0  # bytes of the file that hold whole rows
         folder = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(folder, exist_ok=True)
-            self._file = open(self.path, "w", newline="", encoding="utf-8")
+            self._file = open(self.path, "wb", buffering=0)
         except OSError as err:
             raise UserError(f"cannot write CSV {self.path}: {err.strerror or err}") from None
-        self.rows = 0
-        self._write([",".join(csv_header(coordinate_columns, self.attributes))])
+        try:
+            self._write([",".join(csv_header(coordinate_columns, self.attributes))])
+        except UserError:
+            self._file.close()
+            if os.path.isfile(self.path):  # not even the header fitted: leave no empty file (never a device)
+                with contextlib.suppress(OSError):
+                    os.unlink(self.path)
+            raise
 
     def _write(self, lines: list[str]) -> None:
-        self._file.write("".join(line + "\n" for line in lines))
-        self._file.flush()
+        data = memoryview("".join(line + "\n" for line in lines).encode("utf-8"))
+        try:
+            while data:
+                written = self._file.write(data)
+                data = data[written:]
+        except OSError as err:
+            self._cut_back()
+            raise UserError(
+                f"cannot write CSV {self.path}: {err.strerror or err}; kept its {self.rows} complete rows"
+            ) from None
+        except BaseException:  # Ctrl-C / SIGTERM between two pieces of one frame
+            self._cut_back()
+            raise
+        self._complete = self._file.tell()
+
+    def _cut_back(self) -> None:
+        """Drop a partly written frame, so the file ends with a complete row."""
+        with contextlib.suppress(OSError):
+            os.ftruncate(self._file.fileno(), self._complete)
+            self._file.seek(self._complete)
 
     def write_frame(self, frame: int, timestamp_ms: float, faces: Sequence[FaceResult]) -> None:
         lines = format_rows(frame, timestamp_ms, faces, self.n_coords, self.attributes)

@@ -10,11 +10,9 @@ import os
 import signal
 import sys
 
+from engines.errors import Terminated
+
 DEBUG_HINT = "run with --debug (or FKD_DEBUG=1) for the traceback"
-
-
-class Terminated(BaseException):
-    """SIGTERM, raised in the main thread so every `finally` and `with` finalises its outputs."""
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -99,7 +97,8 @@ def _handle(err: BaseException, debug: bool) -> None:
         tb = tb.tb_next
     if tb is not None:
         where = f" in {os.path.basename(tb.tb_frame.f_code.co_filename)}:{tb.tb_lineno}"
-    _fail(f"unexpected {type(err).__name__}{where}: {err}; {DEBUG_HINT}", 1)
+    message = " ".join(str(err).split())  # one line, whatever the library put in it
+    _fail(f"unexpected {type(err).__name__}{where}: {message}; {DEBUG_HINT}", 1)
 
 
 if __name__ == "__main__":

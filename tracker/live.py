@@ -104,8 +104,10 @@ def run_live(
 ) -> tuple[StreamStats, int]:
     """Track the newest frame of `source` until it ends, q/Esc, or Ctrl-C; returns (stats, frames dropped).
 
-    `pace=True` replays a file source at its own frame rate, as a camera would deliver it.
+    `pace=True` replays a file source at its own frame rate, as a camera would deliver it. Detection runs
+    asynchronously (the pipeline's worker thread), so it never holds up a frame.
     """
+    pipeline.async_detect = True
     latest = LatestFrameSource(source, pace=pace)
     window = None if headless else Window(f"fkd-track: {source.name} (q or Esc to quit)")
     report = TerminalReport(echo) if headless else None
@@ -122,6 +124,7 @@ def run_live(
         )
     finally:
         latest.close()
+        pipeline.close()
         if window is not None:
             window.close()
     return stats, latest.dropped

@@ -7,8 +7,12 @@ second-stage batch), track update with confidence, One Euro smoothing; timed per
 
 from __future__ import annotations
 
+import math
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 from engines.backend import Backend, ModelInfo
@@ -16,14 +20,14 @@ from engines.errors import UserError
 from engines.model_meta import OUTPUT_NAME, attribute_classes, attribute_labels
 from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
-from tracker.crop import ANCHORS, CROP_SIZE, box_from_keypoints, crop_face, from_crop, to_gray
+from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
 from tracker.results import REFINE_STAGE, FaceResult, FrameResult
 from tracker.scene_cut import SceneCutDetector
 from tracker.sources import Frame
-from tracker.tracking import Tracker
+from tracker.tracking import AROUND, FULL, SEARCH, Slot, Tracker, match_boxes
 from tracker.verify import FaceVerifier
 
 
@@ -56,20 +60,53 @@ def model_attributes(backend: Backend) -> dict[str, list[str]]:
     return classes
 
 
+@dataclass
+class PreparedFrame:
+    """A frame with what can be worked out before its turn: its grey image and whether it starts a new shot.
+
+    `ahead` is a whole-frame detection started early on a worker thread (pipelined files), `ahead_kind`
+    where it looked; the frame's own turn uses it only when the schedule asks for exactly that round, so the
+    results never depend on it."""
+
+    frame: Frame
+    gray: np.ndarray
+    cut: bool
+    ms: float  # wall ms of the preparation (counted in the "detect" stage)
+    cpu_ms: float  # CPU ms of the preparing thread
+    ahead: Future | None = None
+    ahead_kind: str | None = None
+
+
+@dataclass
+class _Job:
+    """An asynchronous detection round (live view): started on frame `index`, for the tracks in `judged`."""
+
+    future: Future
+    index: int
+    kind: str
+    judged: set[int] | None
+    generation: int  # the shot it belongs to: a cut makes it stale
+
+
 class Pipeline:
-    """Detector + engine (+ second stage) + tracker + smoothers for one stream. Not thread-safe; one per stream.
+    """Detector + engine (+ second stage) + tracker + smoothers for one stream. One per stream; `run` is called
+    from one thread, frame after frame (`prepare` may run on another thread, also in frame order).
 
     `attributes=True` runs the model's attribute heads in the same engine call as the keypoints (UserError
     for a model without heads); `refine` is a cascade second-stage backend (tracker.cascade) or None.
+    `async_detect=True` (live view): detection rounds run on a worker thread on the frame they were asked for,
+    tracks move on from their keypoints meanwhile and the boxes are matched on the frame they arrive;
+    a detection never stalls a frame. Call `close()` when done (it waits for a round in flight).
     """
 
     def __init__(
         self, detector: HaarDetector, backend: Backend, track: TrackParams, smooth: SmoothParams,
-        attributes: bool = False, refine: Backend | None = None,
+        attributes: bool = False, refine: Backend | None = None, async_detect: bool = False,
     ) -> None:
         self.detector = detector
         self.backend = backend
         self.smooth = smooth
+        self.params = track
         self.kps = model_keypoints(backend.info)
         self.attribute_classes = model_attributes(backend) if attributes else {}
         if refine is not None:  # ModelError (one line) unless a second stage for this model's keypoints
@@ -80,47 +117,76 @@ class Pipeline:
         self.cuts = SceneCutDetector(track.scene_cut)
         self.filters: dict[int, OneEuroFilter] = {}
         self.success_above = track.success_above
+        self.async_detect = async_detect
+        self._worker: ThreadPoolExecutor | None = None
+        self._job: _Job | None = None
+        self._generation = 0
+        self.detect_cpu_ms = 0.0  # CPU ms spent in detection rounds on the worker thread
 
-    def process(self, frame: Frame) -> FrameResult:
-        timings: dict[str, float] = {}
-        t = time.perf_counter()
+    def worker(self) -> ThreadPoolExecutor:
+        """The one detection worker thread (started on first use)."""
+        if self._worker is None:
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect")
+        return self._worker
 
+    def close(self) -> None:
+        """Wait for a detection round in flight and stop the worker thread."""
+        if self._worker is not None:
+            self._worker.shutdown(wait=True, cancel_futures=True)
+            self._worker = None
+        self._job = None
+
+    def prepare(self, frame: Frame) -> PreparedFrame:
+        """Grey image and scene-cut test; must be called in frame order (the cut test compares neighbours)."""
+        t, c = time.perf_counter(), time.thread_time()
         gray = to_gray(frame.image)
         cut = self.cuts.is_cut(gray)
-        if cut:
-            self.tracker.drop_all()
-        detected = self.tracker.wants_detection(frame.index)
-        detections = self.detector.detect(gray) if detected else None
+        return PreparedFrame(frame, gray, cut, (time.perf_counter() - t) * 1000.0,
+                             (time.thread_time() - c) * 1000.0)
 
-        slots = self.tracker.plan(frame.index, detections)
-        if detections is not None:  # a tracked face the detector missed: look closer before doubting it
-            for slot in slots:
-                missed = slot.track is not None and slot.detection is None
-                if missed and self.verifier.holds_face(gray, slot.box):
-                    self.tracker.confirm(slot.track, frame.index)
-        t = _lap(timings, "detect", t)
+    def process(self, frame: Frame) -> FrameResult:
+        """One frame, start to end, on this thread."""
+        return self.run(self.prepare(frame))
+
+    def run(self, prep: PreparedFrame, upcoming: PreparedFrame | None = None) -> FrameResult:
+        """Track one prepared frame. With `upcoming` (the next frame, already prepared), a whole-frame detection
+        it will need is started on the worker thread now, to run while this frame's faces are inferred."""
+        frame, gray = prep.frame, prep.gray
+        timings: dict[str, float] = {"detect": prep.ms}
+        cpu: dict[str, float] = {"detect": prep.cpu_ms}
+        t = time.perf_counter(), time.thread_time()
+        if prep.cut:
+            self.tracker.drop_all()
+            self._generation += 1
+        if self.async_detect:
+            detected, slots = self._detect_async(gray, frame.index)
+        else:
+            detected, slots = self._detect_now(prep)
+        if upcoming is not None and not self.async_detect:
+            self._start_ahead(upcoming)
+        t = _lap(timings, cpu, "detect", t)
 
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
         matrices = []
         for i, slot in enumerate(slots):
             crops[i], m = crop_face(gray, slot.box, CROP_SIZE)
             matrices.append(m)
-        t = _lap(timings, "crop", t)
+        t = _lap(timings, cpu, "crop", t)
 
         crop_points, labels = self._infer(crops)
-        t = _lap(timings, "infer", t)
+        t = _lap(timings, cpu, "infer", t)
 
         points = np.stack([from_crop(p, m) for p, m in zip(crop_points, matrices, strict=True)]) if slots \
             else np.zeros((0, len(self.kps), 2))
         if self.stage2 is not None:
-            t = _lap(timings, "post", t)
+            t = _lap(timings, cpu, "post", t)
             if slots:
                 points = refine_points(self.stage2, gray, points, [slot.box for slot in slots])
-            t = _lap(timings, REFINE_STAGE, t)
+            t = _lap(timings, cpu, REFINE_STAGE, t)
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
         # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
         slot_of = {id(slot.box): i for i, slot in enumerate(slots)}
-        t = _lap(timings, "post", t)
+        t = _lap(timings, cpu, "post", t)
 
         faces = []
         seconds = frame.timestamp_ms / 1000.0
@@ -138,8 +204,128 @@ class Pipeline:
         alive = {tr.face_id for tr in tracks}
         for fid in [f for f in self.filters if f not in alive]:
             del self.filters[fid]
-        _lap(timings, "smooth", t)
-        return FrameResult(frame.index, frame.timestamp_ms, faces, detected, cut, timings, crops=len(slots))
+        _lap(timings, cpu, "smooth", t)
+        return FrameResult(frame.index, frame.timestamp_ms, faces, detected, prep.cut, timings,
+                           crops=len(slots), cpu_ms=cpu)
+
+    # -- where and when the detector looks -------------------------------------------------------------
+
+    def _detect_now(self, prep: PreparedFrame) -> tuple[bool, list[Slot]]:
+        """This frame's detection round (if due) on this thread, or the one started ahead for it; the plan."""
+        frame, gray = prep.frame, prep.gray
+        kind = self.tracker.detection_due(frame.index)
+        if kind is None:  # a round started ahead for nothing finishes on the worker, unused
+            return False, self.tracker.plan(frame.index, None)
+        judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
+        regions = self._regions(kind, gray.shape)
+        if prep.ahead is not None and prep.ahead_kind == kind:
+            whole = prep.ahead.result()
+        else:
+            whole = self._serial(self._whole, gray, kind)
+        detections = merge_boxes(whole + self._serial(self._around, gray, regions))
+        slots = self.tracker.plan(frame.index, detections, judged)
+        for slot in slots:  # a tracked face the detector missed: look closer before doubting it
+            missed = slot.track is not None and slot.detection is None
+            if missed and (judged is None or slot.track.face_id in judged) \
+                    and self.verifier.holds_face(gray, slot.box):
+                self.tracker.confirm(slot.track, frame.index)
+        return True, slots
+
+    def _start_ahead(self, upcoming: PreparedFrame) -> None:
+        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one."""
+        if upcoming.ahead is not None:
+            return
+        kind = FULL if upcoming.cut else self.tracker.detection_due(upcoming.frame.index)
+        if kind in (FULL, SEARCH):
+            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind)
+            upcoming.ahead_kind = kind
+
+    def _detect_async(self, gray: np.ndarray, index: int) -> tuple[bool, list[Slot]]:
+        """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
+        waits for the detector."""
+        job, detections, judged, held = self._job, None, None, set()
+        if job is not None and job.future.done():
+            self._job = None
+            boxes, held = job.future.result()
+            if job.generation == self._generation:  # a round from before a cut saw another shot
+                alive = {t.face_id for t in self.tracker.tracks}
+                detections = boxes
+                judged = None if job.judged is None else job.judged & alive
+        detected = detections is not None
+        slots = self.tracker.plan(index, detections, judged)
+        if detected:
+            for slot in slots:
+                if slot.track is not None and slot.detection is None and slot.track.face_id in held:
+                    self.tracker.confirm(slot.track, index)
+        kind = self.tracker.detection_due(index)
+        if self._job is None and kind is not None and not detected:
+            judged_now = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
+            looks = [(t.face_id, t.face_box) for t in self.tracker.tracks
+                     if judged_now is None or t.face_id in judged_now]
+            regions = self._regions(kind, gray.shape)
+            future = self.worker().submit(self._round_job, gray, kind, regions, looks)
+            self._job = _Job(future, index, kind, judged_now, self._generation)
+        return detected, slots
+
+    def _round_job(self, gray: np.ndarray, kind: str, regions: list[FaceBox],
+                   looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
+        """A whole detection round on the worker thread: the boxes found, and the ids of the looked-at tracks
+        the boxes miss but a closer look still finds (on the frame the round was asked for)."""
+        c = time.thread_time()
+        boxes = merge_boxes(self._whole(gray, kind) + self._around(gray, regions))
+        pairs = match_boxes([box for _, box in looks], boxes, self.params.match_iou)
+        held = {fid for i, (fid, box) in enumerate(looks)
+                if i not in pairs and self.verifier.holds_face(gray, box)}
+        self.detect_cpu_ms += (time.thread_time() - c) * 1000.0
+        return boxes, held
+
+    def _timed_whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
+        c = time.thread_time()
+        boxes = self._whole(gray, kind)
+        self.detect_cpu_ms += (time.thread_time() - c) * 1000.0
+        return boxes
+
+    def _serial(self, fn, *args):
+        """Run a detector call here, or on the worker thread when there is one, behind anything it still runs
+        (one cascade object is never used by two threads at once)."""
+        if self._worker is None:
+            return fn(*args)
+        return self._worker.submit(fn, *args).result()
+
+    def _min_face(self) -> float:
+        """The smallest face side the detector reports, in the pixels of the image it is given."""
+        return float(getattr(getattr(self.detector, "params", None), "min_size", 40))
+
+    def _whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
+        """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side`; AROUND: none."""
+        if kind == FULL:
+            return list(self.detector.detect(gray))
+        if kind == SEARCH:
+            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]))
+        return []
+
+    def _regions(self, kind: str, shape: tuple) -> list[FaceBox]:
+        """The boxes to look around at full detail: in AROUND rounds the doubtful tracks' and the lost ones;
+        in SEARCH rounds the tracks too small for the shrunken frame (so a search misses no tracked face)."""
+        p = self.params
+        if kind == AROUND:
+            return [t.face_box for t in self.tracker.doubtful()] + list(self.tracker.lost)
+        if kind == SEARCH:
+            scale = p.search_side / max(shape[:2])
+            if scale >= 1.0:  # the search sees the frame in full
+                return []
+            small = 1.25 * self._min_face() / scale
+            return [t.face_box for t in self.tracker.tracks if t.face_box.size < small]
+        return []
+
+    def _around(self, gray: np.ndarray, regions: list[FaceBox]) -> list[FaceBox]:
+        """The detector on the region `around_margin` face sides wide around each box, at a scale where the
+        face is about three times the detector's smallest face (never enlarged)."""
+        out = []
+        for box in regions:
+            scale = min(1.0, 3.0 * self._min_face() / max(box.size, 1.0))
+            out += detect_in_region(self.detector, gray, box.scaled(self.params.around_margin), scale)
+        return out
 
     def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, list[dict]]:
         """One engine call for all crops: (N, K, 2) crop-pixel keypoints and, with attributes, the per-face
@@ -158,8 +344,40 @@ class Pipeline:
         return self.filters[face_id]
 
 
-def _lap(timings: dict[str, float], stage: str, start: float) -> float:
-    """Add the ms since `start` to `stage` (a stage may be timed in more than one piece); returns now."""
-    now = time.perf_counter()
-    timings[stage] = timings.get(stage, 0.0) + (now - start) * 1000.0
+def _lap(timings: dict[str, float], cpu: dict[str, float], stage: str, start: tuple[float, float]
+         ) -> tuple[float, float]:
+    """Add the wall ms and this thread's CPU ms since `start` (perf_counter, thread_time) to `stage` (a stage
+    may be timed in more than one piece); returns now."""
+    now = time.perf_counter(), time.thread_time()
+    timings[stage] = timings.get(stage, 0.0) + (now[0] - start[0]) * 1000.0
+    cpu[stage] = cpu.get(stage, 0.0) + (now[1] - start[1]) * 1000.0
     return now
+
+
+def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float) -> list[FaceBox]:
+    """The detector on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
+    if scale >= 1.0:
+        return list(detector.detect(gray))
+    small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small)]
+
+
+def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float) -> list[FaceBox]:
+    """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale`;
+    boxes in image pixels. Nothing for a region (almost) outside the image."""
+    x, y, w, h = region.to_xywh()
+    x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
+    x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
+    if min(x1 - x0, y1 - y0) * scale < 24:
+        return []
+    boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale)
+    return [FaceBox(b.cx + x0, b.cy + y0, b.size, b.angle) for b in boxes]
+
+
+def merge_boxes(boxes: list[FaceBox], max_iou: float = 0.5) -> list[FaceBox]:
+    """One box per face from overlapping searches: largest first, a box overlapping a kept one is dropped."""
+    kept: list[FaceBox] = []
+    for b in sorted(boxes, key=lambda b: -b.size):
+        if all(b.iou(k) <= max_iou for k in kept):
+            kept.append(b)
+    return kept

@@ -54,3 +54,4 @@ class FrameResult:
     scene_cut: bool
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, see stage_names
     crops: int = 0  # faces sent to the engine this frame (one batch; also the second stage's with --refine)
+    cpu_ms: dict[str, float] = field(default_factory=dict)  # per stage, CPU time of the thread that ran it

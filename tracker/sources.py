@@ -12,7 +12,7 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import cv2
@@ -105,11 +105,57 @@ class VideoSource(FrameSource):
         self.cap.release()
 
 
-class ImageFolderSource(FrameSource):
-    """The images of a folder in name order, as frames `1000 / fps` ms apart."""
+def jpeg_cut_short(data: bytes) -> bool:
+    """True for a JPEG that ends before its end-of-image marker (a decoder would fill the missing part grey).
 
-    def __init__(self, folder: str | os.PathLike, fps: float = 25.0) -> None:
+    Walks the marker segments and the entropy-coded scans (where every FF byte is followed by 00, a restart
+    marker or fill), so data appended after the end marker (e.g. a phone's motion clip) does not count;
+    anything that is not a JPEG, or not one this walk understands, is left to the decoder (False)."""
+    if data[:2] != b"\xff\xd8":
+        return False
+    i, n = 2, len(data)
+    while True:
+        if i + 2 > n:
+            return True
+        if data[i] != 0xFF:
+            return False
+        marker = data[i + 1]
+        if marker == 0xD9:  # end of image
+            return False
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill, TEM, restart: no length
+            i += 1 if marker == 0xFF else 2
+            continue
+        if i + 4 > n:
+            return True
+        i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
+        if marker != 0xDA:  # a segment; the start of a scan is followed by its entropy-coded data
+            continue
+        while True:
+            j = data.find(b"\xff", i)
+            if j < 0 or j + 1 >= n:
+                return True
+            follower = data[j + 1]
+            if follower == 0x00 or 0xD0 <= follower <= 0xD7 or follower == 0xFF:
+                i = j + 1 if follower == 0xFF else j + 2
+                continue
+            i = j
+            break
+
+
+def warn_on_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+class ImageFolderSource(FrameSource):
+    """The images of a folder in name order, as frames `1000 / fps` ms apart (frame N is the N-th image). A JPEG
+    cut short is left out with one `warn` line naming it (not decoded grey-filled); an image that does not decode
+    at all stops the stream (SourceError)."""
+
+    def __init__(
+        self, folder: str | os.PathLike, fps: float = 25.0, warn: Callable[[str], None] = warn_on_stderr
+    ) -> None:
         self.folder = os.fspath(folder)
+        self.warn = warn
         self.name = os.path.basename(os.path.normpath(self.folder))
         if not os.path.isdir(self.folder):
             raise SourceError(f"image folder not found: {self.folder}")
@@ -123,7 +169,12 @@ class ImageFolderSource(FrameSource):
 
     def __iter__(self) -> Iterator[Frame]:
         for index, path in enumerate(self.paths):
-            image = cv2.imread(path, cv2.IMREAD_COLOR)
+            with open(path, "rb") as f:
+                data = f.read()
+            if jpeg_cut_short(data):
+                self.warn(f"skipped {path}: the JPEG is cut short (truncated); frame {index} is left out")
+                continue
+            image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR) if data else None
             if image is None:
                 raise SourceError(f"cannot read image {path} (corrupt or not an image); stopped there")
             yield Frame(index, index * 1000.0 / self.fps, image)
@@ -316,12 +367,14 @@ class LatestFrameSource(FrameSource):
         self.inner.close()
 
 
-def open_inputs(paths: list[str], folder_fps: float = 25.0) -> FrameSource:
-    """Video files and image folders, chained when there are several."""
+def open_inputs(
+    paths: list[str], folder_fps: float = 25.0, warn: Callable[[str], None] = warn_on_stderr
+) -> FrameSource:
+    """Video files and image folders, chained when there are several (`warn`: for images cut short)."""
     sources: list[FrameSource] = []
     try:
         for p in paths:
-            sources.append(ImageFolderSource(p, folder_fps) if os.path.isdir(p) else VideoSource(p))
+            sources.append(ImageFolderSource(p, folder_fps, warn) if os.path.isdir(p) else VideoSource(p))
     except SourceError:
         for s in sources:
             s.close()

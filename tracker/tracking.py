@@ -15,6 +15,8 @@ from tracker.config import TrackParams
 from tracker.crop import FaceBox, box_from_keypoints
 from tracker.keypoints import KAGGLE15, KeypointSet
 
+FULL, SEARCH, AROUND = "full", "search", "around"  # where a detection round looks (Tracker.detection_due)
+
 
 @dataclass
 class Track:
@@ -85,7 +87,9 @@ class Tracker:
     tracks: list[Track] = field(default_factory=list)
     correction: BoxCorrection = field(default_factory=BoxCorrection)
     next_id: int = 1
-    last_detection: int | None = None
+    last_detection: int | None = None  # the last frame the detector ran on (anywhere)
+    last_search: int | None = None  # the last frame it searched as a whole (FULL or SEARCH)
+    lost: list[FaceBox] = field(default_factory=list)  # boxes of tracks lost since, searched around at once
 
     def __post_init__(self) -> None:
         self._kaggle = self.kps.names == KAGGLE15.names
@@ -104,23 +108,43 @@ class Tracker:
         return map_keypoints(points, self.kps, KAGGLE15)
 
     def wants_detection(self, frame_index: int) -> bool:
-        """Detect on the first frame, every `detect_every` frames, when no face is tracked, and (at most
-        every `redetect_gap` frames) when a track was missed or its confidence fell below `redetect_below`."""
+        """Whether the detector runs on this frame at all (see `detection_due`)."""
+        return self.detection_due(frame_index) is not None
+
+    def detection_due(self, frame_index: int) -> str | None:
+        """Where the detector looks on this frame, or None (adaptive cadence):
+
+        FULL (the whole frame at the detector's resolution) on the first frame, after a cut, while nothing is
+        tracked, and always with detect_every 1; SEARCH (the whole frame at low resolution, for new faces)
+        every `detect_every` frames, stretched to `detect_every * confident_stretch` while every track is
+        confident; AROUND (only around doubtful and lost tracks) at once after a track was lost, and at most
+        every `redetect_gap` frames while a track was missed or its confidence is below `redetect_below`."""
         p = self.params
-        if self.last_detection is None or not self.tracks:
-            return True
-        since = frame_index - self.last_detection
-        if since >= p.detect_every:
-            return True
+        if self.last_search is None or not self.tracks or p.detect_every == 1:
+            return FULL
+        confident = all(t.confidence >= p.confident_above and not t.misses and not t.looked_closer
+                        for t in self.tracks)
+        if frame_index - self.last_search >= p.detect_every * (p.confident_stretch if confident else 1):
+            return SEARCH
+        if self.lost:
+            return AROUND
         doubtful = any(t.misses or t.confidence < p.redetect_below for t in self.tracks)
-        return doubtful and since >= p.redetect_gap
+        since = frame_index - (self.last_detection if self.last_detection is not None else self.last_search)
+        return AROUND if doubtful and since >= p.redetect_gap else None
+
+    def doubtful(self) -> list[Track]:
+        """The tracks an AROUND round looks at: missed, or below `redetect_below`."""
+        return [t for t in self.tracks if t.misses or t.confidence < self.params.redetect_below]
 
     def drop_all(self) -> None:
         """Forget every track (a scene cut); ids are never reused."""
         self.tracks = []
-        self.last_detection = None
+        self.last_detection = self.last_search = None
+        self.lost = []
 
-    def plan(self, frame_index: int, detections: list[FaceBox] | None) -> list[Slot]:
+    def plan(
+        self, frame_index: int, detections: list[FaceBox] | None, judged: set[int] | None = None
+    ) -> list[Slot]:
         """The crops for this frame: one per track, plus one per detection no track claims.
 
         With detections, tracks and detections are matched greedily by IoU of their upright boxes; a
@@ -128,17 +152,23 @@ class Tracker:
         the others move `detector_pull` of the way towards it. An unmatched track counts a miss (which
         `confirm` takes back when a closer look finds the face, e.g. turned to profile). A detection no track
         claims starts a new face unless it crowds a tracked one (e.g. Haar's false hit on a chin).
+        `judged`: the ids of the tracks the detector looked at (an AROUND round); None: all (a whole-frame
+        round, which also restarts the search clock). Tracks it did not look at count no miss.
         """
         if detections is None:
             return [Slot(t.box, t) for t in self.tracks]
         self.last_detection = frame_index
+        self.lost = []
+        if judged is None:
+            self.last_search = frame_index
         p = self.params
         pairs = match_boxes([t.face_box for t in self.tracks], detections, p.match_iou)
         slots = []
         for ti, track in enumerate(self.tracks):
             di = pairs.get(ti)
             if di is None:
-                track.misses += 1
+                if judged is None or track.face_id in judged:
+                    track.misses += 1
                 slots.append(Slot(track.box, track))
                 continue
             det = detections[di]
@@ -194,6 +224,8 @@ class Tracker:
             lost = track.misses >= p.max_misses
             inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
             if lost or not inside or track.confidence < p.drop_below:
+                if inside and slot.track is not None:  # it may be back at once: look there next frame
+                    self.lost.append(upright)
                 continue
             alive.append(track)
         self.tracks = drop_duplicates(alive, p.duplicate_iou)

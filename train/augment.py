@@ -74,8 +74,21 @@ def augment_batch(
         offset = u() * params.brightness * 0.5
         x = (x * gain.view(n, 1, 1, 1) + offset.view(n, 1, 1, 1)).clamp(0, 1)
 
-    # keypoints: q = A^-1 (p - t), in centred coords of each image
+    # keypoints: q = A^-1 (p - t), in centred coords of each image; the closed-form 2x2 inverse, since
+    # torch.linalg.solve checks for singular matrices on the host (a GPU sync every step); det = sx * scl != 0
     pc = points.to(x.dtype) - (s - 1) / 2.0
-    q = torch.linalg.solve(a, (pc - t.unsqueeze(1)).transpose(1, 2)).transpose(1, 2) + (out_size - 1) / 2.0
+    q = apply_2x2(inverse_2x2(a), pc - t.unsqueeze(1)) + (out_size - 1) / 2.0
     q = torch.where(flip.view(n, 1, 1), q[:, flip_perm], q)
     return (x, q, flip) if return_flip else (x, q)
+
+
+def inverse_2x2(a: torch.Tensor) -> torch.Tensor:
+    """Inverses of a batch of 2x2 matrices (..., 2, 2) in closed form (no host sync; caller ensures det != 0)."""
+    a00, a01, a10, a11 = a[..., 0, 0], a[..., 0, 1], a[..., 1, 0], a[..., 1, 1]
+    det = a00 * a11 - a01 * a10
+    return torch.stack([torch.stack([a11, -a01], -1), torch.stack([-a10, a00], -1)], -2) / det[..., None, None]
+
+
+def apply_2x2(m: torch.Tensor, points: torch.Tensor) -> torch.Tensor:
+    """m (N, 2, 2) applied to points (N, K, 2): (N, K, 2), each q = m p."""
+    return torch.einsum("nij,nkj->nki", m, points)

@@ -128,6 +128,8 @@ def fit_cmd(
         [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),
     augment: float = typer.Option(1.0, min=0.0, help="Augmentation strength: x the default rotation/scale/shift/"
                                                      "brightness ranges (0 = none, flips off too)."),
+    save_every: int = typer.Option(1, "--save-every", min=1,
+                                   help="Write last.pt/best.pt every N epochs (the last epoch is always saved)."),
 ) -> None:
     """Fit a keypoint model with Adam; keeps last.pt and best.pt (by validation RMSE), Ctrl-C safe.
 
@@ -158,7 +160,7 @@ def fit_cmd(
     cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
                     seed, resume, force=force, limit=limit, attr_weights=_attr_weights(attr_weights, multitask),
                     stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None,
-                    augment=augment_params, arch_kwargs=arch_kwargs)
+                    augment=augment_params, arch_kwargs=arch_kwargs, save_every=save_every)
     try:
         fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:

@@ -1,11 +1,14 @@
 """The training loop: Adam on a prepared set held on the device, masked loss, on-device augmentation.
 
-Optional attribute heads (multi-task, TCDCN-style stopping). Writes RUN_DIR/last.pt and best.pt atomically each
-epoch, metrics.csv and loss_curve.png; Ctrl-C keeps them valid.
+Optional attribute heads (multi-task, TCDCN-style stopping). Writes RUN_DIR/last.pt and best.pt atomically every
+`save_every` epochs and after the last, metrics.csv and loss_curve.png; Ctrl-C keeps them valid.
+On CUDA: cuDNN autotuning, fused Adam, bf16 autocast with a float32 regression head, no host sync in the step.
+Under torchrun: DistributedDataParallel over ranks that each hold a shard (train/distributed.py); rank 0 writes.
 """
 
 from __future__ import annotations
 
+import copy
 import csv
 import math
 import os
@@ -16,12 +19,22 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from engines.errors import Terminated
 from engines.output_files import atomic_path
-from tracker.entry import Terminated
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
 from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 from train.datasets import ATTRIBUTES
+from train.distributed import (
+    DistContext,
+    barrier,
+    init_distributed,
+    shard,
+    shutdown,
+    sum_over_ranks,
+    sync_buffers,
+    wrap_model,
+)
 from train.masked_loss import LOSSES
 from train.models import create_model
 from train.multitask import (
@@ -29,6 +42,7 @@ from train.multitask import (
     STOP_K,
     attribute_classes,
     flip_labels,
+    flip_tables,
     masked_cross_entropy,
     should_stop,
 )
@@ -37,6 +51,7 @@ from train.prepare import Prepared, load_prepared, require_prepared_file
 from train.run_folder import best_to_beat, claim_run_folder, held_interrupts, interruption_message
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
+# images_per_s and seconds time the training steps; wall_images_per_s the whole epoch (validation, saving)
 
 
 @dataclass
@@ -64,6 +79,7 @@ class FitConfig:
     stop_k: int = STOP_K  # task-wise early stopping of the attribute heads (TCDCN eq. 5)
     stop_epsilon: float = STOP_EPSILON
     init: str | None = None  # start from this checkpoint's weights (same arch and keypoints), e.g. a cascade stage 2
+    save_every: int = 1  # write last.pt / best.pt every N epochs (and always after the last one)
 
     @property
     def attributes(self) -> list[str]:
@@ -121,6 +137,41 @@ def validate(model, crops, points, flip_perm, batch: int, loss_fn, amp_dtype,
     return out
 
 
+def step_loss(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, m: torch.Tensor, loss_fn, amp_dtype,
+              attrs: list[str] | tuple = (), labels: torch.Tensor | None = None,
+              weights: dict[str, float] | None = None) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+    """One training step's forward pass (autocast to `amp_dtype` when given) and its float32 losses:
+    (joint loss, landmark loss, {attribute: masked cross-entropy}); no host sync."""
+    x = x.contiguous(memory_format=torch.channels_last)
+    with torch.autocast(x.device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+        pred, logits = model.forward_all(x) if attrs else (model(x), {})
+    landmark_loss = loss = loss_fn(pred.float(), y, m)
+    ces = {}
+    for j, a in enumerate(attrs):
+        ces[a] = masked_cross_entropy(logits[a], labels[:, j])
+        if weights[a] > 0:
+            loss = loss + weights[a] * ces[a]
+    return loss, landmark_loss, ces
+
+
+def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, crops: torch.Tensor, points: torch.Tensor,
+               flip_perm: torch.Tensor, augment: AugmentParams, gen: torch.Generator | None, loss_fn, amp_dtype,
+               attrs: list[str] | tuple = (), labels: torch.Tensor | None = None,
+               flips: dict[str, torch.Tensor] | None = None, weights: dict[str, float] | None = None,
+               ) -> tuple[torch.Tensor, dict[str, tuple[torch.Tensor, torch.Tensor]]]:
+    """One optimiser step on a batch of stored uint8 crops and keypoints: augment, forward, losses, backward,
+    Adam. Returns the landmark loss and {attribute: (cross-entropy, known labels)} as device tensors, with
+    no host sync (each .item() or float() would stall the GPU queue)."""
+    x, q, flipped = augment_batch(crops, points, flip_perm, augment, generator=gen, return_flip=True)
+    y, m = to_targets(q)
+    lab = flip_labels(labels, attrs, flipped, flips) if attrs else None
+    loss, landmark_loss, ces = step_loss(model, x, y, m, loss_fn, amp_dtype, attrs, lab, weights)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return landmark_loss.detach(), {a: (ces[a].detach(), (lab[:, j] >= 0).sum()) for j, a in enumerate(attrs)}
+
+
 def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training, validation) face indices of a prepared set; with `limit`, a seeded random pool of at most
     `limit` training and max(limit // 4, 16) validation faces, the same for every run with that seed."""
@@ -135,11 +186,29 @@ def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.nda
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     """Train per `cfg`; returns the final history row. KeyboardInterrupt propagates after a safe save."""
     require_prepared_file(cfg.data)  # a missing input leaves no empty run folder behind
-    claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
     torch.manual_seed(cfg.seed)
-    device = pick_device(cfg.device)
+    ctx = init_distributed(pick_device(cfg.device))  # under torchrun: this rank's device and shard
+    try:
+        return _fit(cfg, ctx, log if ctx.is_main else _quiet)
+    finally:
+        shutdown(ctx)
+
+
+def _quiet(line: str) -> None:
+    """The log of ranks other than 0: silent."""
+
+
+def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
+    device = ctx.device
+    if ctx.is_main:
+        claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
+    barrier(ctx)
     if device.type == "cpu":
-        torch.set_num_threads(max(1, os.cpu_count() or 1))
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.world_size))
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest algorithms
+    if cfg.save_every < 1:
+        raise ValueError(f"save_every must be >= 1, got {cfg.save_every}")
     prepared: Prepared = load_prepared(cfg.data)
     kps = get_keypoint_set(prepared.meta["keypoints"])
     loss_fn = LOSSES[cfg.loss]
@@ -149,6 +218,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         train_idx = train_idx[np.isfinite(prepared.keypoints[train_idx]).all(axis=(1, 2))]
     if len(train_idx) == 0 or len(val_idx) == 0:
         raise ValueError(f"{cfg.data}: needs faces in both splits (train {len(train_idx)}, validation {len(val_idx)})")
+    n_train = len(train_idx)
+    train_idx = shard(train_idx, ctx)  # each rank holds its own share of the training faces on its device
 
     # the whole prepared set lives on the device: no loader can starve the GPU
     crops = torch.from_numpy(prepared.crops).to(device)
@@ -169,7 +240,10 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                          **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
     if cfg.init and not cfg.resume:
         init_from(model, cfg.init, cfg.arch, kps.names, log)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    # fused Adam on CUDA: one kernel for all parameters, step counters on the device (no .item() per step)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                           fused=True if device.type == "cuda" else None)
+    flips = flip_tables(attrs, device)  # built once, not from Python lists every step
     amp_dtype = torch.bfloat16 if (cfg.amp and device.type == "cuda") else None
 
     os.makedirs(cfg.out, exist_ok=True)
@@ -177,7 +251,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     metrics_path = os.path.join(cfg.out, "metrics.csv")
     data_summary = {
         "prepared": os.path.basename(cfg.data), "specs": prepared.meta["specs"],
-        "n_train": int(len(train_idx)), "n_val": int(len(val_idx)), "loss": cfg.loss,
+        "n_train": int(n_train), "n_val": int(len(val_idx)), "loss": cfg.loss,
     }
     if attrs:
         data_summary["attr_weights"] = weights.copy()
@@ -186,10 +260,13 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     meta = model_meta(cfg.arch, cfg.arch_kwargs, kps, data_summary, attributes=attribute_classes(attrs),
                       refine=prepared.meta.get("refine"))
     start_epoch, best, history = 0, float("inf"), []
+    best_model = None  # a device copy of the best weights, written at the next save
     if cfg.resume:
         if not os.path.isfile(last_path):
             raise FileNotFoundError(f"--resume: no checkpoint at {last_path}")
-        old_model, ckpt = load_checkpoint(last_path, device)
+        # on the CPU: Optimizer.load_state_dict moves the moments to the parameters' device, but keeps a
+        # non-fused Adam's step counters where they were loaded (CPU, as Adam wants them; no .item() syncs)
+        old_model, ckpt = load_checkpoint(last_path)
         if ckpt["arch"] != cfg.arch:
             raise ValueError(f"--resume: {last_path} is a {ckpt['arch']} run, not {cfg.arch}")
         if dict(ckpt.get("arch_kwargs") or {}) != cfg.arch_kwargs:
@@ -202,6 +279,7 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         if history:
             weights = {a: float(history[-1].get(f"lambda_{a}", w)) for a, w in weights.items()}
         log(f"resumed {last_path} at epoch {start_epoch} (best validation RMSE {best:.3f} px)")
+    step_model = wrap_model(model, ctx, bool(attrs))  # DDP under torchrun: gradients averaged in backward
 
     def lr_at(epoch: int) -> float:
         if cfg.schedule == "cosine":
@@ -212,16 +290,17 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
         save_checkpoint(last_path, model, meta, optimizer=opt.state_dict(), epoch=epoch, best_val_rmse=best,
                         history=history, config={**asdict(cfg), "augment": asdict(cfg.augment)})
 
-    log(f"training {cfg.arch} ({cfg.loss} loss) on {len(train_idx)} faces, validating on {len(val_idx)}, "
+    log(f"training {cfg.arch} ({cfg.loss} loss) on {n_train} faces, validating on {len(val_idx)}, "
         f"device {device}{', bf16 autocast' if amp_dtype else ''}"
+        + (f", {ctx.world_size} processes ({len(train_idx)} faces each)" if ctx.distributed else "")
         + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
         + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
         + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
-    finished = start_epoch
+    epoch = saved = start_epoch
     if start_epoch >= cfg.epochs:
         log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
     gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed + start_epoch)
+    gen.manual_seed(cfg.seed + start_epoch + 7919 * ctx.rank)  # rank 0 draws as a single process does
     try:
         for epoch in range(start_epoch, cfg.epochs):
             for g in opt.param_groups:
@@ -229,40 +308,31 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
             model.train()
             t0 = time.perf_counter()
             perm = torch.randperm(len(tr_crops), device=device, generator=gen)
-            loss_sum, n_batches, seen = 0.0, 0, 0
+            loss_sum, n_batches, seen = torch.zeros((), device=device), 0, 0  # summed on the device: no sync
             ce_sum = {a: torch.zeros((), device=device) for a in attrs}
             ce_n = {a: torch.zeros((), device=device) for a in attrs}
             for i in range(0, len(perm), cfg.batch):
                 idx = perm[i : i + cfg.batch]
-                x, q, flipped = augment_batch(tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment, generator=gen,
-                                              return_flip=True)
-                y, m = to_targets(q)
-                x = x.contiguous(memory_format=torch.channels_last)
-                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-                    pred, logits = model.forward_all(x) if attrs else (model(x), {})
-                landmark_loss = loss = loss_fn(pred.float(), y, m)
-                if attrs:
-                    lab = flip_labels(tr_labels[idx], attrs, flipped)
-                    for j, a in enumerate(attrs):
-                        ce = masked_cross_entropy(logits[a], lab[:, j])
-                        known = (lab[:, j] >= 0).sum()
-                        ce_sum[a] += ce.detach() * known
-                        ce_n[a] += known
-                        if weights[a] > 0:
-                            loss = loss + weights[a] * ce
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                loss_sum += float(landmark_loss.detach()) if n_batches % 10 == 0 or i + cfg.batch >= len(perm) else 0.0
+                landmark_loss, ces = train_step(step_model, opt, tr_crops[idx], tr_pts[idx], flip_perm, cfg.augment,
+                                                gen, loss_fn, amp_dtype, attrs, tr_labels[idx], flips, weights)
+                for a, (ce, known) in ces.items():
+                    ce_sum[a] += ce * known
+                    ce_n[a] += known
+                loss_sum += landmark_loss
                 n_batches += 1
                 seen += len(idx)
             if device.type == "cuda":
                 torch.cuda.synchronize()
             seconds = time.perf_counter() - t0
+            loss_sum, seen = sum_over_ranks(loss_sum, ctx), seen * ctx.world_size
+            n_batches *= ctx.world_size
+            for a in attrs:
+                ce_sum[a], ce_n[a] = sum_over_ranks(ce_sum[a], ctx), sum_over_ranks(ce_n[a], ctx)
+            sync_buffers(model, ctx)  # every rank validates with rank 0's BatchNorm statistics: same decisions
             val = validate(model, va_crops, va_pts, flip_perm, 1024, loss_fn, amp_dtype, va_labels, attrs)
             val_loss, val_rmse = val["val_loss"], val["val_rmse_px"]
             row = {
-                "epoch": epoch + 1, "train_loss": loss_sum / max(1, math.ceil(n_batches / 10)),
+                "epoch": epoch + 1, "train_loss": float(loss_sum) / max(1, n_batches),  # the mean over every batch
                 "val_loss": val_loss, "val_rmse_px": val_rmse, "lr": lr_at(epoch),
                 "images_per_s": seen / seconds, "seconds": seconds,
             }
@@ -276,21 +346,30 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
                     f"epsilon={cfg.stop_epsilon:g}); its head is frozen from here on")
             for a in attrs:  # the weight in force from the next epoch on (0 once stopped); --resume reads it
                 row[f"lambda_{a}"] = weights[a]
-            with held_interrupts():  # best.pt, last.pt and metrics.csv always describe the same epoch
-                if val_rmse < best:
-                    best = val_rmse
-                    save_checkpoint(best_path, model, meta, epoch=epoch + 1, best_val_rmse=best, history=history)
-                save(epoch + 1)
-                write_metrics(metrics_path, history)
-                finished = epoch + 1
+            if val_rmse < best:
+                best, best_model, best_epoch = val_rmse, copy.deepcopy(model), epoch + 1
+            row["wall_images_per_s"] = seen / (time.perf_counter() - t0)
+            due = (epoch + 1) % cfg.save_every == 0 or epoch + 1 == cfg.epochs
+            if ctx.is_main:
+                with held_interrupts():  # best.pt, last.pt and metrics.csv always describe the same epoch
+                    if due and best_model is not None:
+                        save_checkpoint(best_path, best_model, meta, epoch=best_epoch, best_val_rmse=best,
+                                        history=[h for h in history if h["epoch"] <= best_epoch])
+                        best_model = None
+                    if due:
+                        save(epoch + 1)
+                    write_metrics(metrics_path, history)
+            if due:
+                saved = epoch + 1
             log(f"epoch {epoch + 1}/{cfg.epochs}  train {row['train_loss']:.5f}  val {val_loss:.5f}  "
-                f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s"
+                f"val RMSE {val_rmse:.3f} px  {row['images_per_s']:.0f} images/s (steps), "
+                f"{row['wall_images_per_s']:.0f} (wall)"
                 + "".join(f"  {a} {100 * row[f'val_acc_{a}']:.1f}%" for a in attrs))
     except (KeyboardInterrupt, Terminated):
-        log(interruption_message(cfg.out, finished, start_epoch))
+        log(interruption_message(cfg.out, saved, start_epoch))
         raise
     finally:
-        if history:
+        if history and ctx.is_main:
             plot_losses({cfg.arch: history}, os.path.join(cfg.out, "loss_curve.png"))
     return history[-1] if history else {}
 

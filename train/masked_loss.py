@@ -5,6 +5,8 @@ Prediction and target are both multiplied by a 0/1 mask; the sum is divided by t
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -20,12 +22,13 @@ def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> 
 
 
 def complete_only_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """The conventional baseline: plain MSE over the rows whose targets are all present."""
-    full = mask.flatten(1).all(dim=1)
-    if not full.any():
-        return pred.sum() * 0.0
-    diff = pred[full] - target[full]
-    return (diff * diff).mean()
+    """The conventional baseline: plain MSE over the rows whose targets are all present; exactly 0 (no
+    gradient) when no row is complete. Row weights instead of boolean indexing: no host sync on a GPU."""
+    full = mask.flatten(1).all(dim=1).to(pred.dtype).view(-1, *([1] * (pred.dim() - 1)))  # (N, 1, ...)
+    target = torch.where(full > 0, target, torch.zeros_like(target))
+    diff = (pred - target) * full
+    per_row = math.prod(pred.shape[1:])
+    return (diff * diff).sum() / (full.sum() * per_row).clamp_min(1.0)
 
 
 LOSSES = {"masked": masked_mse, "complete-only": complete_only_mse}

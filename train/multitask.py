@@ -47,24 +47,33 @@ def attribute_classes(names: Sequence[str]) -> dict[str, list[str]]:
     return {n: list(ATTRIBUTE_CLASSES[n]) for n in names}
 
 
-def flip_labels(labels: torch.Tensor, names: Sequence[str], flipped: torch.Tensor) -> torch.Tensor:
-    """Attribute codes (N, len(names)) after a horizontal mirror of the rows where `flipped` is True."""
+def flip_tables(names: Sequence[str], device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+    """{attribute: class permutation under a horizontal mirror} for the attributes that change; build once."""
+    return {n: torch.tensor(ATTRIBUTE_FLIP[n], device=device, dtype=torch.int64) for n in names if n in ATTRIBUTE_FLIP}
+
+
+def flip_labels(labels: torch.Tensor, names: Sequence[str], flipped: torch.Tensor,
+                tables: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+    """Attribute codes (N, len(names)) after a horizontal mirror of the rows where `flipped` is True;
+    `tables` from flip_tables (built here when absent; the training loop passes them in)."""
+    tables = flip_tables(names, labels.device) if tables is None else tables
     out = labels.clone()
     for j, name in enumerate(names):
-        if name in ATTRIBUTE_FLIP:
-            perm = torch.tensor(ATTRIBUTE_FLIP[name], device=labels.device, dtype=labels.dtype)
+        if name in tables:
             col = labels[:, j]
-            mirrored = torch.where(col >= 0, perm[col.clamp_min(0)], col)
+            mirrored = torch.where(col >= 0, tables[name].to(labels.dtype)[col.clamp_min(0)], col)
             out[:, j] = torch.where(flipped, mirrored, col)
     return out
 
 
 def masked_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean cross-entropy over the rows with a known label (>= 0); exactly 0 (no gradient) when none is known."""
-    known = labels >= 0
-    if not bool(known.any()):
-        return logits.sum() * 0.0
-    return F.cross_entropy(logits[known].float(), labels[known].long())
+    """Mean cross-entropy over the rows with a known label (>= 0); exactly 0 (no gradient) when none is known.
+
+    Row weights instead of `bool(known.any())` and boolean indexing: no host sync on a GPU.
+    """
+    known = (labels >= 0).to(torch.float32)
+    ce = F.cross_entropy(logits.float(), labels.clamp_min(0).long(), reduction="none")
+    return (ce * known).sum() / known.sum().clamp_min(1.0)
 
 
 def strip_trend(train_errors: Sequence[float], k: int) -> float:

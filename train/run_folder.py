@@ -90,9 +90,9 @@ def held_interrupts() -> Iterator[None]:
 
 
 def interruption_message(folder: Path | str, finished: int, start: int) -> str:
-    """What an interrupted run kept: the last finished epoch, or that none finished."""
+    """What an interrupted run kept: the last saved epoch, or that none was saved."""
     if finished > start:
-        return f"interrupted: checkpoints in {folder} hold the last finished epoch ({finished})"
+        return f"interrupted: checkpoints in {folder} hold the last saved epoch ({finished})"
     if start:
         return f"interrupted: no epoch finished in this session; {folder} still holds epoch {start}"
     return f"interrupted: no epoch finished; no checkpoint written in {folder}"

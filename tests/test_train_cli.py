@@ -128,11 +128,12 @@ def test_compare_writes_a_table_of_the_three_paper_models(prepared, cli, tmp_pat
         (["train", "prepare", "--data", "foo:bar", "--out", "x.npz"], "FORMAT:PATH"),
         (["train", "fit", "--data", "/nope.npz", "--out", "r"], "prepared dataset not found"),
         (["train", "evaluate", "--model", "/nope.pt", "--data", MTFL_SPEC], "not found"),
-        (["train", "fit", "--data", "/nope.npz", "--out", "r", "--arch-option", "fcc=3"], "unexpected keyword"),
-        (["train", "fit", "--data", "/nope.npz", "--out", "r", "--arch-option", "fc"], "KEY=VALUE"),
+        (["train", "fit", "--data", "p.npz", "--out", "r", "--arch-option", "fcc=3"], "unexpected keyword"),
+        (["train", "fit", "--data", "p.npz", "--out", "r", "--arch-option", "fc"], "KEY=VALUE"),
     ],
 )
 def test_bad_input_gets_one_line_and_nonzero_exit(args, message, cli, tmp_path, shared_data):
+    (tmp_path / "p.npz").write_bytes(b"")  # a file, so the option checks after the data check are reached
     r = cli(*args, cwd=tmp_path)
     assert r.code != 0
     assert message in r.err

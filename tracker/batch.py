@@ -135,6 +135,9 @@ def batch(
                 for i, task in pending:
                     record(i, track_one(task, settings, engines))
     finally:
+        for i, task in enumerate(tasks):
+            if results[i] is None and _finished(task):  # renamed into place just before a stop reached its worker
+                results[i] = TaskResult(task.input, STATUS_OK, output=_output_field(task))
         _remove_temp_outputs([t for t, r in zip(tasks, results, strict=True) if r is None])
         _write_summary(summary, tasks, results)
     _report(results, time.perf_counter() - start, summary)

@@ -102,8 +102,7 @@ def batch(
 ) -> None:
     """Track an archive: each input alone into DIR/<name>.csv, the same bytes `fkd-track video INPUT --csv` gives.
 
-    Finished outputs are skipped on the next run (outputs are renamed into place only when complete); a failing
-    input is reported in DIR/summary.csv and the exit status (2), and never stops the others.
+    Resumable: finished outputs are skipped. A failing input is listed in DIR/summary.csv, never stops the others.
     """
     track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
     settings = TrackSettings(track, smoothing, HaarParams(scale_factor, min_neighbors, min_face, max_side),
@@ -135,6 +134,9 @@ def batch(
                 for i, task in pending:
                     record(i, track_one(task, settings, engines))
     finally:
+        for i, task in enumerate(tasks):
+            if results[i] is None and _finished(task):  # renamed into place just before a stop reached its worker
+                results[i] = TaskResult(task.input, STATUS_OK, output=_output_field(task))
         _remove_temp_outputs([t for t, r in zip(tasks, results, strict=True) if r is None])
         _write_summary(summary, tasks, results)
     _report(results, time.perf_counter() - start, summary)

@@ -73,7 +73,7 @@ def bench_end_to_end(
     for i in range(passes):
         for mode in list(modes)[:: 1 if i % 2 == 0 else -1]:
             with VideoSource(video) as source:
-                pipeline = Pipeline(detector, backend, modes[mode], smooth, refine=refine)
+                pipeline = Pipeline(detector, backend, modes[mode], smooth, refine=refine, cpu_timing=True)
                 c = time.process_time()
                 stats = run_stream(source, pipeline, draw=True, pipelined=mode == MODES[2])
                 cpu_total[mode] += (time.process_time() - c) * 1000.0
@@ -153,7 +153,7 @@ def bench_live(
     backend.predict(np.zeros((1, backend.info.input_size, backend.info.input_size), np.uint8))
     paced = PacedFrames(live_frames(video, size, max(1, int(round(fps * seconds)))), fps, os.fspath(video))
     latest = LatestFrameSource(paced)
-    pipeline = Pipeline(detector, backend, track, smooth, async_detect=True)
+    pipeline = Pipeline(detector, backend, track, smooth, async_detect=True, cpu_timing=True)
     latency: list[float] = []
 
     def on_frame(result, _image) -> bool:

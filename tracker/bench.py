@@ -73,7 +73,7 @@ def bench_end_to_end(
     for i in range(passes):
         for mode in list(modes)[:: 1 if i % 2 == 0 else -1]:
             with VideoSource(video) as source:
-                pipeline = Pipeline(detector, backend, modes[mode], smooth, refine=refine)
+                pipeline = Pipeline(detector, backend, modes[mode], smooth, refine=refine, cpu_timing=True)
                 c = time.process_time()
                 stats = run_stream(source, pipeline, draw=True, pipelined=mode == MODES[2])
                 cpu_total[mode] += (time.process_time() - c) * 1000.0
@@ -153,7 +153,7 @@ def bench_live(
     backend.predict(np.zeros((1, backend.info.input_size, backend.info.input_size), np.uint8))
     paced = PacedFrames(live_frames(video, size, max(1, int(round(fps * seconds)))), fps, os.fspath(video))
     latest = LatestFrameSource(paced)
-    pipeline = Pipeline(detector, backend, track, smooth, async_detect=True)
+    pipeline = Pipeline(detector, backend, track, smooth, async_detect=True, cpu_timing=True)
     latency: list[float] = []
 
     def on_frame(result, _image) -> bool:
@@ -241,11 +241,15 @@ def bench_crops(video: str | os.PathLike | None, count: int = 64) -> np.ndarray:
 def bench_engines(
     backends: list[Backend], batches: list[int], seconds: float, crops: np.ndarray
 ) -> list[BenchRow]:
-    """The engines harness over each backend in turn."""
-    rows: list[BenchRow] = []
-    for b in backends:
-        rows += [replace(r, backend=engine_label(b)) for r in bench_backend(b, crops, batches, seconds=seconds)]
-    return rows
+    """The engines harness: each batch size on every backend, the backends' order alternating from one batch
+    size to the next (so that they meet the same machine load); rows grouped by backend."""
+    timed: dict[int, list[BenchRow]] = {i: [] for i in range(len(backends))}
+    for k, batch in enumerate(batches):
+        order = list(range(len(backends)))[:: 1 if k % 2 == 0 else -1]
+        for i in order:
+            b = backends[i]
+            timed[i] += [replace(r, backend=engine_label(b)) for r in bench_backend(b, crops, [batch], seconds)]
+    return [row for i in range(len(backends)) for row in timed[i]]
 
 
 def format_end_to_end(results: list[EndToEndResult], backend: str, video: str) -> str:

@@ -398,6 +398,11 @@ def bench(
         track, smoothing = _settings(detect_every, True, DEFAULT_SMOOTH.min_cutoff, DEFAULT_SMOOTH.beta,
                                      DEFAULT_SMOOTH.d_cutoff)
         engine = backends[0]
+        if backend == "all":  # end to end on the file `auto` runs (e.g. the INT8 sibling)
+            from engines.select import load_backend
+
+            chosen = load_backend(None if model is None else str(model), "auto").info.path
+            engine = next((b for b in backends if b.info.path == chosen), engine)
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)

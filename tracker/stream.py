@@ -108,12 +108,13 @@ def run_stream(
     stats = StreamStats()
     start = time.perf_counter()
     frames = iter(source)
+    clock = pipeline.clock
     while max_frames is None or stats.frames < max_frames:
-        t, c = time.perf_counter(), time.thread_time()
+        t, c = time.perf_counter(), clock()
         frame = next(frames, None)
         if frame is None:
             break
-        decode = ((time.perf_counter() - t) * 1000.0, (time.thread_time() - c) * 1000.0)
+        decode = ((time.perf_counter() - t) * 1000.0, (clock() - c) * 1000.0)
         result = pipeline.process(frame)
         result.timings_ms["decode"], result.cpu_ms["decode"] = decode
         image = out.write(frame, result)
@@ -134,11 +135,13 @@ class _Output:
         self.draw = draw
         self.meter = FpsMeter()
         self.last_draw_ms = 0.0
+        self.clock = pipeline.clock
 
     def write(self, frame: Frame, result: FrameResult):
         """The annotated image (None when not drawing), after the rows and the video frame are written."""
         image = None
-        t, c = time.perf_counter(), time.thread_time()
+        clock = self.clock
+        t, c = time.perf_counter(), clock()
         if self.draw:
             image = frame.image.copy()
             draw_faces(image, result.faces, self.names, self.overlay)
@@ -146,7 +149,7 @@ class _Output:
                 hud = {**result.timings_ms, "draw": self.last_draw_ms}
                 draw_hud(image, self.meter.tick(t), hud, len(result.faces))
         self.last_draw_ms = result.timings_ms["draw"] = (time.perf_counter() - t) * 1000.0
-        result.cpu_ms["draw"] = (time.thread_time() - c) * 1000.0
+        result.cpu_ms["draw"] = (clock() - c) * 1000.0
         if self.csv is not None:
             self.csv.write_frame(frame.index, frame.timestamp_ms, result.faces)
         if self.video is not None and image is not None:
@@ -195,14 +198,15 @@ class _Reader(_Stage):
         self.source, self.pipeline = source, pipeline
 
     def run(self) -> None:
+        clock = self.pipeline.clock
         try:
             frames: Iterator[Frame] = iter(self.source)
             while not self.halt.is_set():
-                t, c = time.perf_counter(), time.thread_time()
+                t, c = time.perf_counter(), clock()
                 frame = next(frames, None)
                 if frame is None:
                     break
-                decode = ((time.perf_counter() - t) * 1000.0, (time.thread_time() - c) * 1000.0)
+                decode = ((time.perf_counter() - t) * 1000.0, (clock() - c) * 1000.0)
                 if not self.put((self.pipeline.prepare(frame), decode)):
                     return
         except BaseException as err:  # a source failing mid-stream: raised after the frames before it

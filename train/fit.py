@@ -290,18 +290,18 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
         save_checkpoint(last_path, model, meta, optimizer=opt.state_dict(), epoch=epoch, best_val_rmse=best,
                         history=history, config={**asdict(cfg), "augment": asdict(cfg.augment)})
 
-    log(f"training {cfg.arch} ({cfg.loss} loss) on {n_train} faces, validating on {len(val_idx)}, "
-        f"device {device}{', bf16 autocast' if amp_dtype else ''}"
-        + (f", {ctx.world_size} processes ({len(train_idx)} faces each)" if ctx.distributed else "")
-        + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
-        + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
-        + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
     epoch = saved = start_epoch
-    if start_epoch >= cfg.epochs:
-        log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
-    gen = torch.Generator(device=device)
-    gen.manual_seed(cfg.seed + start_epoch + 7919 * ctx.rank)  # rank 0 draws as a single process does
-    try:
+    try:  # from the first line on, Ctrl-C says what was kept
+        log(f"training {cfg.arch} ({cfg.loss} loss) on {n_train} faces, validating on {len(val_idx)}, "
+            f"device {device}{', bf16 autocast' if amp_dtype else ''}"
+            + (f", {ctx.world_size} processes ({len(train_idx)} faces each)" if ctx.distributed else "")
+            + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
+            + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
+            + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
+        if start_epoch >= cfg.epochs:
+            log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
+        gen = torch.Generator(device=device)
+        gen.manual_seed(cfg.seed + start_epoch + 7919 * ctx.rank)  # rank 0 draws as a single process does
         for epoch in range(start_epoch, cfg.epochs):
             for g in opt.param_groups:
                 g["lr"] = lr_at(epoch)

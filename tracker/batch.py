@@ -46,6 +46,7 @@ from tracker.cli import (
     BETA,
     D_CUTOFF,
     DETECT_EVERY,
+    FOLDER_FPS,
     LABELS,
     MAX_SIDE,
     MIN_CUTOFF,
@@ -98,7 +99,7 @@ def batch(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    folder_fps: float = typer.Option(25.0, "--folder-fps", min=0.01, help="Frame rate of image folders."),
+    folder_fps: float = FOLDER_FPS,
 ) -> None:
     """Track an archive: each input alone into DIR/<name>.csv, the same bytes `fkd-track video INPUT --csv` gives.
 

@@ -74,6 +74,7 @@ LABELS = typer.Option(
 )
 CSV = typer.Option(None, "--csv", help="Write the keypoint table here (one row per face per frame).")
 OUT = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .avi or .mkv).")
+FOLDER_FPS = typer.Option(25.0, "--folder-fps", min=0.01, max=1000.0, help="Frame rate of image folders.")
 HEADLESS = typer.Option(False, "--headless", help="No window: progress and FPS on the terminal only.")
 ATTRIBUTES = typer.Option(
     False, "--attributes",
@@ -268,9 +269,7 @@ def video(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    folder_fps: float = typer.Option(
-        25.0, "--folder-fps", min=0.01, max=1000.0, help="Frame rate of image folders."
-    ),
+    folder_fps: float = FOLDER_FPS,
     pipelined: bool = typer.Option(
         True, "--pipelined/--sequential",
         help="Overlap decoding, detection, inference and writing on threads (same rows as --sequential).",

@@ -225,7 +225,8 @@ class Pipeline:
             whole = prep.ahead.result()
         else:
             whole = self._serial(self._whole, gray, kind)
-        detections = merge_boxes(whole + self._serial(self._around, gray, regions))
+        around = self._serial(self._around, gray, regions) if regions else []
+        detections = merge_boxes(whole + around)
         slots = self.tracker.plan(frame.index, detections, judged)
         for slot in slots:  # a tracked face the detector missed: look closer before doubting it
             missed = slot.track is not None and slot.detection is None

@@ -27,6 +27,8 @@ class TrackParams:
     roll_gain: float = 0.8  # share of the measured roll the next crop turns by (< 1: a model's roll bias
     # cannot build up frame after frame)
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
+    new_face_min: float = 0.5  # a new detection becomes a track only when the confidence of the keypoints
+    # predicted in its crop (shape plausibility x agreement with the detection) reaches this
 
 
 @dataclass(frozen=True)

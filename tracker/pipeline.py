@@ -76,7 +76,7 @@ class Pipeline:
             stage2_zoom(refine.info, backend.info)
         self.stage2 = refine
         self.tracker = Tracker(track, self.kps)
-        self.verifier = FaceVerifier()
+        self.verifier = FaceVerifier(detector)  # the closer look runs the same cascades
         self.cuts = SceneCutDetector(track.scene_cut)
         self.filters: dict[int, OneEuroFilter] = {}
         self.success_above = track.success_above

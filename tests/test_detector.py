@@ -104,27 +104,43 @@ def test_combined_detector_finds_more_labelled_faces_at_a_bounded_false_detectio
 
 def test_verification_rejects_face_free_regions_and_accepts_real_faces(pose_sample, model_path):
     """Detector boxes on face-free regions (searched at a loose setting, so there are some to judge) mostly fail
-    the keypoint check the tracker applies to new faces; the boxes on the labelled faces mostly pass it."""
+    the check the tracker applies to new faces; the boxes the detector puts on the labelled faces mostly pass."""
     from engines.select import load_backend
-    from tracker.verify import candidate_scores
+    from tracker.verify import new_face_checks
+    from train.prepare import match_detection
 
     images, box_points, pose = pose_sample
     backend = load_backend(model_path)
     loose = HaarDetector(HaarParams(min_neighbors=1, min_size=24))
-    false_scores = np.concatenate([candidate_scores(backend, r, loose.detect(r), KAGGLE15)
-                                   for r in _regions(images, box_points)])
-    assert len(false_scores) >= 10
-    from train.prepare import match_detection
-
-    true_scores = []
+    false_ok = np.concatenate([new_face_checks(backend, r, loose.detect(r), KAGGLE15)
+                               for r in _regions(images, box_points)])
+    assert len(false_ok) >= 4
     det = HaarDetector()
+    true_ok = []
     for img, pts in zip(images, box_points, strict=True):
         box = match_detection(det.detect(img), pts, box_from_keypoints(pts, KAGGLE15))
         if box is not None:
-            true_scores += list(candidate_scores(backend, img, [box], KAGGLE15))
-    threshold = TrackParams().new_face_min
-    assert np.mean(false_scores >= threshold) <= 0.25
-    assert np.mean(np.array(true_scores) >= threshold) >= 0.9
+            true_ok += list(new_face_checks(backend, img, [box], KAGGLE15))
+    assert np.mean(false_ok) <= 0.25
+    assert np.mean(true_ok) >= 0.9
+
+
+def test_face_check_tells_faces_from_regions_away_from_them(pose_sample):
+    """The packaged face check on real crops: labelled faces (landmark boxes) against windows of face-free regions."""
+    from tracker.face_check import FaceCheck
+
+    images, box_points, _ = pose_sample
+    check = FaceCheck.load()
+    faces = np.stack([crop_face(img, box_from_keypoints(p, KAGGLE15))[0] for img, p in zip(images, box_points,
+                                                                                         strict=True)])
+    windows = []
+    for r in _regions(images, box_points):
+        s = min(r.shape)
+        windows += [crop_face(r, FaceBox(s / 2, s / 2, s))[0], crop_face(r, FaceBox(r.shape[1] - s / 2,
+                                                                                    r.shape[0] - s / 2, s))[0]]
+    assert len(windows) >= 20
+    assert np.mean(check.probability(faces) >= 0.5) >= 0.9
+    assert np.mean(check.probability(np.stack(windows)) >= 0.5) <= 0.15
 
 
 def test_a_new_candidate_becomes_a_track_only_when_its_keypoints_look_like_a_face():
@@ -138,6 +154,10 @@ def test_a_new_candidate_becomes_a_track_only_when_its_keypoints_look_like_a_fac
     tracks = tr.update(0, slots, np.stack([good, scatter]), (480, 640))
     assert [t.face_id for t in tracks] == [1]
     assert math.isclose(tracks[0].face_box.cx, det.cx, abs_tol=1.0)
+    # a face-shaped answer in a crop the face check calls no face is refused too
+    tr2 = Tracker(TrackParams(), KAGGLE15)
+    assert tr2.update(0, [Slot(det, None, det, face_prob=0.2)], good[None], (480, 640)) == []
+    assert len(tr2.update(1, [Slot(det, None, det, face_prob=0.9)], good[None], (480, 640))) == 1
     # the keypoints' box must also agree with the detection: a face-shaped answer far off the box is refused
     assert candidate_confidence(1.0, det, FaceBox(det.cx + det.size, det.cy, det.size)) == 0.0
     assert candidate_confidence(1.0, det, FaceBox(det.cx, det.cy, det.size, angle=25.0)) == 1.0

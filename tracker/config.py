@@ -29,6 +29,7 @@ class TrackParams:
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
     new_face_min: float = 0.5  # a new detection becomes a track only when the confidence of the keypoints
     # predicted in its crop (shape plausibility x agreement with the detection) reaches this
+    face_check_min: float = 0.5  # ... and the face/non-face check (tracker.face_check) of its crop reaches this
 
 
 @dataclass(frozen=True)

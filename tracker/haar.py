@@ -43,6 +43,7 @@ class HaarParams:
     cascades: tuple[str, ...] = DEFAULT_CASCADES
     angles: tuple[float, ...] = DEFAULT_ANGLES
     nms_iou: float = 0.3
+    extra_max_side: int = 320  # every pass but the first cascade's runs on the frame shrunk to this (cost)
 
 
 FRONTAL_ONLY = HaarParams(cascades=("frontal",), angles=())
@@ -158,19 +159,27 @@ class HaarDetector:
 
     def detect(self, image: np.ndarray) -> list[FaceBox]:
         """Faces in a BGR or grey frame, in frame pixels: the first cascade's (largest first), then the other
-        cascades', the mirrored profile pass and the turned passes, each kept only where no earlier box is."""
+        cascades', the mirrored profile pass and the turned passes (these on the frame shrunk to extra_max_side),
+        each kept only where no earlier box is."""
         gray = to_gray(image)
         p = self.params
-        scale = min(1.0, p.max_side / max(gray.shape[:2]))
-        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-        min_side = max(8, int(round(p.min_size * scale)))
+        full = self._shrunk(gray, p.max_side)
+        extra = full if p.extra_max_side >= p.max_side else self._shrunk(gray, p.extra_max_side)
         found: list[FaceBox] = []
-        for name, cascade in self.cascades:
+        for k, (name, cascade) in enumerate(self.cascades):
+            small, scale, min_side = full if k == 0 else extra
             boxes = self.search(small, cascade, min_side=min_side, scale=scale)
             if "profile" in cascade_path(name):
                 boxes += self.search(small, cascade, mirror=True, min_side=min_side, scale=scale)
             found += sorted(boxes, key=lambda b: -b.size)
+        small, scale, min_side = extra
         for angle in p.angles:
             found += sorted(self.search(small, self.cascade, angle=angle, min_side=min_side, scale=scale),
                             key=lambda b: -b.size)
         return suppress(found, p.nms_iou)
+
+    def _shrunk(self, gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float, int]:
+        """(the grey frame shrunk so its longer side is at most max_side, the scale, the smallest face side there)."""
+        scale = min(1.0, max_side / max(gray.shape[:2]))
+        small = gray if scale == 1.0 else cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+        return small, scale, max(8, int(round(self.params.min_size * scale)))

@@ -74,6 +74,7 @@ class Slot:
     box: FaceBox
     track: Track | None
     detection: FaceBox | None = None  # the detector's box matched to this face on a detection frame
+    face_prob: float | None = None  # a new face's crop: P(face) from tracker.face_check (None: not checked)
 
 
 @dataclass
@@ -172,7 +173,7 @@ class Tracker:
         shapes = [shape_score(k, self._judged) for k in kaggle]
         for slot, raw, shape in zip(slots, raw_boxes, shapes, strict=True):
             if raw is not None and slot.detection is not None and slot.box is slot.detection and (
-                    slot.track is not None or candidate_confidence(shape, raw, slot.detection) >= p.new_face_min):
+                    slot.track is not None or accepts_new_face(shape, raw, slot.detection, slot.face_prob, p)):
                 self.correction.learn(raw, upright_of(slot.detection))
         for slot, pts, kag, raw, shape in zip(slots, points, kaggle, raw_boxes, shapes, strict=True):
             rolled = raw if p.upright else box_from_keypoints(kag, KAGGLE15, upright=False)
@@ -182,7 +183,7 @@ class Tracker:
             upright, crop_box = self.correction.apply(raw), self.correction.apply(rolled)
             track = slot.track
             if track is None:  # a new candidate becomes a track only when its keypoints look like a face
-                if candidate_confidence(shape, upright, slot.detection) < p.new_face_min:
+                if not accepts_new_face(shape, upright, slot.detection, slot.face_prob, p):
                     continue
                 track = Track(self.next_id, crop_box, upright, born=frame_index, last_confirmed=frame_index)
                 self.next_id += 1
@@ -213,6 +214,15 @@ def candidate_confidence(shape: float, face_box: FaceBox, detection: FaceBox) ->
     """How sure a new candidate is a face: the tracker's own confidence (shape plausibility x agreement of the
     keypoints' upright box with the detection's) for the keypoints the model put in the detection's crop."""
     return combine(shape, detector_agreement(face_box.iou(upright_of(detection))))
+
+
+def accepts_new_face(shape: float, face_box: FaceBox, detection: FaceBox, face_prob: float | None,
+                     params: TrackParams) -> bool:
+    """The one rule for a new track: the keypoints in the detection's crop give `candidate_confidence` of at least
+    `new_face_min`, and the face check (when run) gives the crop P(face) of at least `face_check_min`."""
+    if face_prob is not None and face_prob < params.face_check_min:
+        return False
+    return candidate_confidence(shape, face_box, detection) >= params.new_face_min
 
 
 def pull_towards(box: FaceBox, target: FaceBox, weight: float) -> FaceBox:

@@ -1,6 +1,6 @@
 """Is it a face? The closer look at one region when the full-frame detector missed a tracked face (the combined
 detector's own cascade passes on the region alone, at a looser setting), and the check of a new detection by
-the keypoints the model puts in its crop (the tracker's own confidence, `tracker.tracking.candidate_confidence`).
+the keypoints the model puts in its crop and the face check of that crop (`tracker.tracking.accepts_new_face`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import numpy as np
 
 from engines.backend import Backend
 from tracker.confidence import shape_score
+from tracker.config import DEFAULT_TRACK, TrackParams
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
+from tracker.face_check import FaceCheck
 from tracker.haar import HaarDetector, HaarParams, cascade_path
 from tracker.keypoints import KAGGLE15, KeypointSet, derivable, map_keypoints
-from tracker.tracking import candidate_confidence
+from tracker.tracking import accepts_new_face
 
 
 class FaceVerifier:
@@ -49,18 +51,23 @@ class FaceVerifier:
         return False
 
 
-def candidate_scores(backend: Backend, image: np.ndarray, boxes: list[FaceBox], kps: KeypointSet) -> np.ndarray:
-    """For each detected box, the confidence the tracker gives a new face there (keypoints predicted in the box's
-    crop, one batch): a new track starts only at or above `TrackParams.new_face_min`. `kps` is the model's set."""
+def new_face_checks(backend: Backend, image: np.ndarray, boxes: list[FaceBox], kps: KeypointSet,
+                    check: FaceCheck | None = None, params: TrackParams = DEFAULT_TRACK) -> np.ndarray:
+    """For each detected box, whether the tracker would start a new face there (`tracker.tracking.accepts_new_face`
+    on the keypoints the model predicts in the box's crop, one batch, and the face check of that crop).
+    `kps` is the model's set; `check` defaults to the packaged face check."""
     if not boxes:
-        return np.zeros(0)
+        return np.zeros(0, bool)
+    check = check or FaceCheck.load()
     gray = to_gray(image)
     crops, mats = zip(*(crop_face(gray, b, CROP_SIZE) for b in boxes), strict=True)
-    pred = backend.predict(np.stack(crops)).astype(np.float64)
+    crops = np.stack(crops)
+    pred = backend.predict(crops).astype(np.float64)
+    probs = check.probability(crops)
     judged = None if kps.names == KAGGLE15.names else [KAGGLE15.index(n) for n in derivable(kps, KAGGLE15)]
-    scores = []
-    for p, m, det in zip(pred, mats, boxes, strict=True):
+    out = []
+    for p, m, det, prob in zip(pred, mats, boxes, probs, strict=True):
         kag = map_keypoints(from_crop(p, m), kps, KAGGLE15)
         face = box_from_keypoints(kag, KAGGLE15, upright=True)
-        scores.append(0.0 if face is None else candidate_confidence(shape_score(kag, judged), face, det))
-    return np.array(scores)
+        out.append(face is not None and accepts_new_face(shape_score(kag, judged), face, det, float(prob), params))
+    return np.array(out, bool)

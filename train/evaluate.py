@@ -232,18 +232,18 @@ def per_pose_metrics(pred: np.ndarray, faces: EvalFaces, kps: KeypointSet) -> di
 
 
 def false_detection_metrics(faces: EvalFaces, backend: Backend, kps: KeypointSet) -> dict:
-    """Detector boxes on the face-free regions per 100 regions, and those the tracker would also accept as a new
-    face (keypoint-model confidence >= TrackParams.new_face_min, `tracker.verify.candidate_scores`)."""
-    from tracker.verify import candidate_scores
+    """Detector boxes on the face-free regions per 100 regions, and those the tracker would also start a new
+    face at (`tracker.verify.new_face_checks`: keypoint confidence and the face check)."""
+    from tracker.verify import new_face_checks
 
     boxes = sum(len(found) for _, found in faces.region_hits)
-    accepted = sum(int((candidate_scores(backend, region, found, kps) >= DEFAULT_TRACK.new_face_min).sum())
-                   for region, found in faces.region_hits)
+    accepted = sum(int(new_face_checks(backend, region, found, kps).sum()) for region, found in faces.region_hits)
     per100 = 100.0 / faces.regions if faces.regions else float("nan")
     return {"regions": faces.regions, "regions_with_hits": len(faces.region_hits), "boxes": boxes,
             "boxes_per_100_regions": boxes * per100, "verified": accepted,
             "verified_per_100_regions": accepted * per100, "region_min_side": REGION_MIN_SIDE,
-            "region_clearance": REGION_CLEARANCE, "new_face_min": DEFAULT_TRACK.new_face_min}
+            "region_clearance": REGION_CLEARANCE, "new_face_min": DEFAULT_TRACK.new_face_min,
+            "face_check_min": DEFAULT_TRACK.face_check_min}
 
 
 def worst_faces(pred: np.ndarray, faces: EvalFaces, kps: KeypointSet, path: str, n: int = WORST_FACES) -> None:

@@ -27,9 +27,9 @@ class TrackParams:
     roll_gain: float = 0.8  # share of the measured roll the next crop turns by (< 1: a model's roll bias
     # cannot build up frame after frame)
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
-    new_face_min: float = 0.5  # a new detection becomes a track only when the confidence of the keypoints
+    new_face_min: float = 0.25  # a new detection becomes a track only when the confidence of the keypoints
     # predicted in its crop (shape plausibility x agreement with the detection) reaches this
-    face_check_min: float = 0.5  # ... and the face/non-face check (tracker.face_check) of its crop reaches this
+    face_check_min: float = 0.8  # ... and the face/non-face check (tracker.face_check) of its crop reaches this
 
 
 @dataclass(frozen=True)

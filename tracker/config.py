@@ -32,6 +32,9 @@ class TrackParams:
     search_side: int = 640  # the periodic search for new faces sees the whole frame shrunk to this longer side
     # (tracked faces too small to be found there are searched around at full detail in the same round)
     around_margin: float = 2.0  # doubtful and lost tracks are searched in a region this many face sides wide
+    new_face_min: float = 0.25  # a new detection becomes a track only when the confidence of the keypoints
+    # predicted in its crop (shape plausibility x agreement with the detection) reaches this
+    face_check_min: float = 0.8  # ... and the face/non-face check (tracker.face_check) of its crop reaches this
 
 
 @dataclass(frozen=True)

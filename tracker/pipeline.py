@@ -21,6 +21,7 @@ from engines.model_meta import OUTPUT_NAME, attribute_classes, attribute_labels
 from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
+from tracker.face_check import FaceCheck
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
@@ -114,7 +115,8 @@ class Pipeline:
             stage2_zoom(refine.info, backend.info)
         self.stage2 = refine
         self.tracker = Tracker(track, self.kps)
-        self.verifier = FaceVerifier()
+        self.verifier = FaceVerifier(detector)  # the closer look runs the same cascades
+        self.face_check = FaceCheck.load()
         self.cuts = SceneCutDetector(track.scene_cut)
         self.filters: dict[int, OneEuroFilter] = {}
         self.success_above = track.success_above
@@ -174,6 +176,9 @@ class Pipeline:
         for i, slot in enumerate(slots):
             crops[i], m = crop_face(gray, slot.box, CROP_SIZE)
             matrices.append(m)
+        new = [i for i, slot in enumerate(slots) if slot.track is None]  # new candidates: face or not?
+        for i, prob in zip(new, self.face_check.probability(crops[new]), strict=True):
+            slots[i].face_prob = float(prob)
         t = _lap(self.clock, timings, cpu, "crop", t)
 
         crop_points, labels = self._infer(crops)

@@ -76,6 +76,7 @@ class Slot:
     box: FaceBox
     track: Track | None
     detection: FaceBox | None = None  # the detector's box matched to this face on a detection frame
+    face_prob: float | None = None  # a new face's crop: P(face) from tracker.face_check (None: not checked)
 
 
 @dataclass
@@ -199,26 +200,30 @@ class Tracker:
         alive: list[Track] = []
         kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
         raw_boxes = [box_from_keypoints(k, KAGGLE15, upright=True) for k in kaggle]
-        for slot, raw in zip(slots, raw_boxes, strict=True):
-            if raw is not None and slot.detection is not None and slot.box is slot.detection:
-                self.correction.learn(raw, slot.detection)
-        for slot, pts, kag, raw in zip(slots, points, kaggle, raw_boxes, strict=True):
+        shapes = [shape_score(k, self._judged) for k in kaggle]
+        for slot, raw, shape in zip(slots, raw_boxes, shapes, strict=True):
+            if raw is not None and slot.detection is not None and slot.box is slot.detection and (
+                    slot.track is not None or accepts_new_face(shape, raw, slot.detection, slot.face_prob, p)):
+                self.correction.learn(raw, upright_of(slot.detection))
+        for slot, pts, kag, raw, shape in zip(slots, points, kaggle, raw_boxes, shapes, strict=True):
             rolled = raw if p.upright else box_from_keypoints(kag, KAGGLE15, upright=False)
             if raw is None or rolled is None:
                 continue
             rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
             upright, crop_box = self.correction.apply(raw), self.correction.apply(rolled)
             track = slot.track
-            if track is None:
+            if track is None:  # a new candidate becomes a track only when its keypoints look like a face
+                if not accepts_new_face(shape, upright, slot.detection, slot.face_prob, p):
+                    continue
                 track = Track(self.next_id, crop_box, upright, born=frame_index, last_confirmed=frame_index)
                 self.next_id += 1
             if slot.detection is not None:
-                track.det_iou = upright.iou(slot.detection)
+                track.det_iou = upright.iou(upright_of(slot.detection))
                 track.last_confirmed = frame_index
                 track.misses, track.looked_closer = 0, False
             track.box, track.face_box, track.crop_box = crop_box, upright, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
-            track.shape = shape_score(kag, self._judged)
+            track.shape = shape
             doubted = track.misses > 0 or track.looked_closer
             track.confidence = combine(track.shape, detector_agreement(track.det_iou, doubted))
             lost = track.misses >= p.max_misses
@@ -230,6 +235,26 @@ class Tracker:
             alive.append(track)
         self.tracks = drop_duplicates(alive, p.duplicate_iou)
         return list(self.tracks)
+
+
+def upright_of(box: FaceBox) -> FaceBox:
+    """The box without its roll (a rotated detection compared with an upright keypoint box)."""
+    return box if box.angle == 0.0 else replace(box, angle=0.0)
+
+
+def candidate_confidence(shape: float, face_box: FaceBox, detection: FaceBox) -> float:
+    """How sure a new candidate is a face: the tracker's own confidence (shape plausibility x agreement of the
+    keypoints' upright box with the detection's) for the keypoints the model put in the detection's crop."""
+    return combine(shape, detector_agreement(face_box.iou(upright_of(detection))))
+
+
+def accepts_new_face(shape: float, face_box: FaceBox, detection: FaceBox, face_prob: float | None,
+                     params: TrackParams) -> bool:
+    """The one rule for a new track: the keypoints in the detection's crop give `candidate_confidence` of at least
+    `new_face_min`, and the face check (when run) gives the crop P(face) of at least `face_check_min`."""
+    if face_prob is not None and face_prob < params.face_check_min:
+        return False
+    return candidate_confidence(shape, face_box, detection) >= params.new_face_min
 
 
 def pull_towards(box: FaceBox, target: FaceBox, weight: float) -> FaceBox:

@@ -1,7 +1,6 @@
-"""A closer look at one face region when the full-frame detector missed a tracked face: frontal and
-profile (both sides) Haar cascades on the region alone, at a looser setting.
-
-Keeps a face that turned away for a moment; lets the tracker drop a track whose crop holds no face.
+"""Is it a face? The closer look at one region when the full-frame detector missed a tracked face (the combined
+detector's own cascade passes on the region alone, at a looser setting), and the check of a new detection by
+the keypoints the model puts in its crop and the face check of that crop (`tracker.tracking.accepts_new_face`).
 """
 
 from __future__ import annotations
@@ -11,18 +10,23 @@ import math
 import cv2
 import numpy as np
 
-from tracker.crop import FaceBox
-from tracker.haar import HaarDetector, HaarParams
-
-PROFILE_CASCADE = "haarcascade_profileface.xml"
+from engines.backend import Backend
+from tracker.confidence import shape_score
+from tracker.config import DEFAULT_TRACK, TrackParams
+from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
+from tracker.face_check import FaceCheck
+from tracker.haar import HaarDetector, HaarParams, cascade_path
+from tracker.keypoints import KAGGLE15, KeypointSet, derivable, map_keypoints
+from tracker.tracking import accepts_new_face
 
 
 class FaceVerifier:
-    """`holds_face(gray, box)`: is there a face of about the box's size around the box?"""
+    """`holds_face(gray, box)`: is there a face of about the box's size around the box? Runs each cascade of
+    `detector` (profile ones also mirrored) on the region alone, at `min_neighbors`."""
 
-    def __init__(self, min_neighbors: int = 3, margin: float = 1.6, work_size: int = 96) -> None:
-        self.frontal = HaarDetector(HaarParams()).cascade
-        self.profile = HaarDetector(HaarParams(cascade=PROFILE_CASCADE)).cascade
+    def __init__(self, detector: HaarDetector | None = None, min_neighbors: int = 3, margin: float = 1.6,
+                 work_size: int = 96) -> None:
+        self.detector = detector or HaarDetector(HaarParams())
         self.min_neighbors = min_neighbors
         self.margin = margin  # the region searched, as a multiple of the box side
         self.work_size = work_size  # the box is searched at about this many pixels per side
@@ -39,10 +43,31 @@ class FaceVerifier:
             roi = cv2.resize(roi, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
         side = box.size * k
         lo, hi = max(12, int(side * 0.5)), max(13, int(side * 1.6))
-        for cascade, image in ((self.frontal, roi), (self.profile, roi), (self.profile, cv2.flip(roi, 1))):
-            found = cascade.detectMultiScale(
-                image, scaleFactor=1.1, minNeighbors=self.min_neighbors, minSize=(lo, lo), maxSize=(hi, hi)
-            )
-            if len(found):
-                return True
+        for name, cascade in self.detector.cascades:
+            for mirror in (False, True) if "profile" in cascade_path(name) else (False,):
+                if self.detector.search(roi, cascade, mirror=mirror, min_side=lo, max_side=hi,
+                                        min_neighbors=self.min_neighbors):
+                    return True
         return False
+
+
+def new_face_checks(backend: Backend, image: np.ndarray, boxes: list[FaceBox], kps: KeypointSet,
+                    check: FaceCheck | None = None, params: TrackParams = DEFAULT_TRACK) -> np.ndarray:
+    """For each detected box, whether the tracker would start a new face there (`tracker.tracking.accepts_new_face`
+    on the keypoints the model predicts in the box's crop, one batch, and the face check of that crop).
+    `kps` is the model's set; `check` defaults to the packaged face check."""
+    if not boxes:
+        return np.zeros(0, bool)
+    check = check or FaceCheck.load()
+    gray = to_gray(image)
+    crops, mats = zip(*(crop_face(gray, b, CROP_SIZE) for b in boxes), strict=True)
+    crops = np.stack(crops)
+    pred = backend.predict(crops).astype(np.float64)
+    probs = check.probability(crops)
+    judged = None if kps.names == KAGGLE15.names else [KAGGLE15.index(n) for n in derivable(kps, KAGGLE15)]
+    out = []
+    for p, m, det, prob in zip(pred, mats, boxes, probs, strict=True):
+        kag = map_keypoints(from_crop(p, m), kps, KAGGLE15)
+        face = box_from_keypoints(kag, KAGGLE15, upright=True)
+        out.append(face is not None and accepts_new_face(shape_score(kag, judged), face, det, float(prob), params))
+    return np.array(out, bool)

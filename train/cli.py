@@ -169,28 +169,68 @@ def fit_cmd(
 
 @train_app.command("evaluate")
 def evaluate_cmd(
-    model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), ONNX model or TensorRT engine."),
+    model: Path = typer.Option(None, "--model",
+                               help="Checkpoint (.pt), ONNX model or TensorRT engine [default: the packaged model]."),
     data: str = typer.Option(..., "--data",
                              help="Dataset spec FORMAT:PATH (all rows) or a prepared file (validation split)."),
     crop: str = typer.Option("landmarks",
-                             help="landmarks (calibrated box), detector (Haar), or prepared (stored crops)."),
+                             help="landmarks (calibrated box), detector (the face detector), or prepared "
+                                  "(stored crops)."),
+    split: str = typer.Option("all",
+                              help="For a dataset spec: all rows, or validation (the split `prepare` holds out)."),
     backend: str = typer.Option("auto", help="Inference backend: auto, onnxruntime, torch, tensorrt."),
+    cascades: str = typer.Option(None, "--cascades",
+                                 help="--crop detector: OpenCV cascades, comma-separated (frontal, alt2, alt, profile, "
+                                      "or a file; profile ones also run mirrored) [default: the tracker's]."),
+    angles: str = typer.Option(None, "--angles",
+                               help="--crop detector: in-plane rotations (degrees) searched with the first cascade, "
+                                    "comma-separated, or none [default: the tracker's]."),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows of a dataset spec (as prepare)."),
+    worst: Path = typer.Option(None, "--worst", help="Write a PNG of the 24 worst faces (predicted and true points)."),
 ) -> None:
-    """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate; attribute
+    """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate, every metric per
+    MTFL head-pose class; with --crop detector, false detections per 100 face-free image regions; attribute
     accuracies for a model with attribute heads. Scored on the model's own keypoint set."""
+    from dataclasses import replace
+
     from engines.output_files import check_outputs
-    from engines.select import load_backend
+    from engines.select import default_model_path, load_backend
+    from tracker.haar import HaarDetector, HaarParams, parse_angles, parse_cascades
     from train.evaluate import evaluate
 
-    check_outputs([str(model), *(_spec_files([data]) or [data])], {"--json": json_out, "--ced": ced})
-    m = evaluate(load_backend(str(model), backend), data, crop, ced_png=str(ced) if ced else None,
-                 json_out=str(json_out) if json_out else None, skip_bad=skip_bad)
+    params = HaarParams()
+    try:
+        if cascades is not None:
+            params = replace(params, cascades=parse_cascades(cascades))
+        if angles is not None:
+            params = replace(params, angles=parse_angles(angles))
+    except ValueError as err:
+        raise UserError(f"--cascades/--angles: {err}") from None
+    model_path = str(model) if model else default_model_path()
+    check_outputs([model_path, *(_spec_files([data]) or [data])], {"--json": json_out, "--ced": ced, "--worst": worst})
+    try:
+        detector = HaarDetector(params) if crop == "detector" else None
+    except FileNotFoundError as err:
+        raise UserError(f"--cascades: {err}") from None
+    m = evaluate(load_backend(model_path, backend), data, crop, ced_png=str(ced) if ced else None,
+                 json_out=str(json_out) if json_out else None, worst_png=str(worst) if worst else None,
+                 split=split, detector=detector, skip_bad=skip_bad)
+    per_pose = m.pop("per_pose", None)
     typer.echo(json.dumps({k: v for k, v in m.items() if k != "per_keypoint_rmse_px"}, indent=2))
     typer.echo("per keypoint RMSE (px): " + ", ".join(
         f"{k}={v:.2f}" for k, v in m["per_keypoint_rmse_px"].items() if v is not None))
+    if per_pose:
+        typer.echo(f"{'pose':<14}{'faces':>7}{'found':>8}{'rmse_px':>9}{'fail':>8}{'NME':>8}{'NME>10%':>9}")
+        for name, p in per_pose.items():
+            if not p.get("n_images"):
+                typer.echo(f"{name:<14}{p['n_asked']:>7}{p.get('detection_rate', 0.0) if p['n_asked'] else 0:>8.1%}")
+                continue
+            nme, f10 = p["nme_interocular"], p["failure_rate_nme10"]
+            typer.echo(f"{name:<14}{p['n_asked']:>7}{p['detection_rate']:>8.1%}{p['rmse_px']:>9.2f}"
+                       f"{p['failure_rate']:>8.2%}{nme if nme is not None else float('nan'):>8.4f}"
+                       f"{f10 if f10 is not None else float('nan'):>9.1%}")
 
 
 @train_app.command("compare")

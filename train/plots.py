@@ -84,14 +84,16 @@ def plot_attribute_curves(histories: dict[str, list[dict]], path: str) -> bool:
 
 
 def plot_predictions(crops: np.ndarray, pred: np.ndarray, truth: np.ndarray, path: str, title: str,
-                     cols: int = 6) -> None:
-    """A grid of crops with predicted (red +) and true (green o) points."""
+                     cols: int = 6, labels: list[str] | None = None) -> None:
+    """A grid of crops with predicted (red +) and true (green o) points; `labels` (one per crop) above each."""
     plt = pyplot()
     rows = int(np.ceil(len(crops) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(1.9 * cols, 1.9 * rows + 0.4), squeeze=False)
     for ax in axes.ravel():
         ax.axis("off")
-    for ax, c, p, t in zip(axes.ravel(), crops, pred, truth, strict=False):
+    for k, (ax, c, p, t) in enumerate(zip(axes.ravel(), crops, pred, truth, strict=False)):
+        if labels is not None:
+            ax.set_title(labels[k], fontsize=7)
         ax.imshow(c, cmap="gray", vmin=0, vmax=255)
         ok = np.isfinite(t).all(axis=1)
         ax.scatter(t[ok, 0], t[ok, 1], s=9, facecolors="none", edgecolors="lime", linewidths=0.8)

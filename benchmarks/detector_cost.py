@@ -1,0 +1,62 @@
+"""CPU cost of one detection frame at 640x360 for each detector setting (tracker.haar), on frames of the shared
+videos resized to 640x360; one OpenCV thread, process CPU time (robust on a machine shared with other jobs).
+
+`python benchmarks/detector_cost.py [ROUNDS]`; settings interleave frame by frame; prints medians and ratios.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import sys
+import time
+
+import cv2
+import numpy as np
+
+from tracker.haar import FRONTAL_ONLY, HaarDetector, HaarParams
+
+SETTINGS = {
+    "frontal": FRONTAL_ONLY,
+    "frontal+alt2": HaarParams(cascades=("frontal", "alt2"), angles=()),
+    "frontal+profile": HaarParams(cascades=("frontal", "profile"), angles=()),
+    "frontal+alt2+profile": HaarParams(cascades=("frontal", "alt2", "profile"), angles=()),
+    "default: frontal+alt2+profile, rotation +-25": HaarParams(),
+    "the same, extra passes at full resolution": HaarParams(extra_max_side=640),
+}
+
+
+def frames(shared: str, every: int = 40) -> list[np.ndarray]:
+    out = []
+    for path in sorted(glob.glob(os.path.join(shared, "videos", "*.avi"))):
+        cap = cv2.VideoCapture(path)
+        k = 0
+        while True:
+            ok, f = cap.read()
+            if not ok:
+                break
+            if k % every == 0:
+                out.append(cv2.resize(f, (640, 360), interpolation=cv2.INTER_LINEAR))
+            k += 1
+    return out
+
+
+def main(rounds: int = 1, shared: str = "../shared/data") -> None:
+    cv2.setNumThreads(1)
+    images = frames(shared)
+    detectors = {k: HaarDetector(v) for k, v in SETTINGS.items()}
+    times: dict[str, list[float]] = {k: [] for k in SETTINGS}
+    for _ in range(rounds):
+        for f in images:
+            for k, d in detectors.items():
+                t = time.process_time()
+                d.detect(f)
+                times[k].append((time.process_time() - t) * 1000.0)
+    base = float(np.median(times["frontal"]))
+    print(f"{len(images)} frames at 640x360 x {rounds} round(s); median CPU ms per detection frame, one thread")
+    for k, v in times.items():
+        print(f"{k:<46} {np.median(v):7.1f} ms {np.median(v) / base:6.2f}x")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1)

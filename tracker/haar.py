@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from engines.errors import UserError
 from tracker.crop import FaceBox, to_gray
 
 # Short names for the cascades OpenCV ships in cv2.data.haarcascades; a path or a file name there also works.
@@ -56,6 +57,9 @@ def cascade_path(name: str) -> str:
 
 
 def load_cascade(name: str) -> cv2.CascadeClassifier:
+    if not hasattr(cv2, "CascadeClassifier"):  # e.g. a machine's own OpenCV 5 shadowing the pinned 4.x
+        raise UserError(f"OpenCV {cv2.__version__} has no cv2.CascadeClassifier (OpenCV 5 removed it and its Haar "
+                        "files); fkd-track needs opencv-python>=4.8,<5")
     path = cascade_path(name)
     cascade = cv2.CascadeClassifier(path)
     if cascade.empty():

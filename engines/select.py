@@ -90,7 +90,7 @@ def _auto(path: str, kind: str, threads: int | None = None) -> Backend:
 
         if current_gpu() is not None and sha256_file(checkpoint) == source:
             return _open("torch", checkpoint, device="cuda")
-    return _fastest_cpu(path, ort_backend)
+    return _fastest_cpu(path, ort_backend, threads)
 
 
 def int8_sibling(path: str) -> str:
@@ -98,7 +98,7 @@ def int8_sibling(path: str) -> str:
     return os.path.splitext(path)[0] + ".int8.onnx"
 
 
-def _fastest_cpu(path: str, float_backend: Backend) -> Backend:
+def _fastest_cpu(path: str, float_backend: Backend, threads: int | None = None) -> Backend:
     """The INT8 sibling when it was quantised from this very file, met its accuracy bound (validation RMSE
     within `bound_px` of float) and ran faster than the float file when measured; else the float file."""
     from engines.quantize import int8_record
@@ -107,7 +107,7 @@ def _fastest_cpu(path: str, float_backend: Backend) -> Backend:
     if not os.path.isfile(sibling) or int8_record(float_backend.info.extra) is not None:
         return float_backend
     try:
-        quantized = _open("onnxruntime", sibling)
+        quantized = _open("onnxruntime", sibling, threads=threads)
     except UserError:
         return float_backend  # unreadable: the float file serves
     from engines.model_file import sha256_file

@@ -381,8 +381,9 @@ def _import_ray():
 def _run_ray(ray, pending: list[tuple[int, Task]], spec: EngineSpec, settings: TrackSettings, address: str,
              jobs: int, on_result: OnResult) -> None:
     """The same task as Ray tasks (one CPU each); the model's bytes go into the object store once."""
-    shipped = EngineSpec(ModelFile.shipped(spec.model.path), spec.backend,
-                         None if spec.refine is None else ModelFile.shipped(spec.refine.path), spec.threads)
+    shipped = EngineSpec(ModelFile.shipped(spec.model.path, spec.backend), spec.backend,
+                         None if spec.refine is None else ModelFile.shipped(spec.refine.path, spec.backend),
+                         spec.threads)
     key = hashlib.sha256(repr((shipped.backend, shipped.threads)).encode() + shipped.model.data
                          + (shipped.refine.data if shipped.refine else b"")).hexdigest()
     try:

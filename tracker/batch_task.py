@@ -45,12 +45,18 @@ class ModelFile:
     sidecar: bytes | None = None
 
     @classmethod
-    def shipped(cls, path: str | None) -> ModelFile:
-        """The file's bytes read here, to travel through Ray's object store."""
-        if path is None:
-            from engines.select import default_model_path
+    def shipped(cls, path: str | None, backend: str = "auto") -> ModelFile:
+        """The bytes of the file this machine's `backend` would run, read here, to travel through Ray's object
+        store: for `auto` on an .onnx that is the INT8 sibling when `auto` picks it here, so Ray workers run
+        what `fkd-track video` runs."""
+        from engines.select import default_model_path, load_backend
 
+        if path is None:
             path = default_model_path()
+        if backend == "auto" and path.endswith(".onnx"):
+            chosen = load_backend(path, "auto", threads=1)
+            if chosen.name == "onnxruntime":
+                path = chosen.info.path
         sidecar = Path(path + ".json")
         return cls(path, Path(path).read_bytes(), sidecar.read_bytes() if sidecar.is_file() else None)
 

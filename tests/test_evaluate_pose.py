@@ -44,7 +44,8 @@ def _pose_list(tmp_path) -> str:
         roomy = [i for i in rows[::-1][:200]  # the last rows: the larger net_7876 photos
                  if face_free_regions(cv2.imread(fs.images[i]).shape, [box_from_keypoints(fs.box_points[i], KAGGLE15)])]
         chosen += roomy[:REGION_FACES] + [int(i) for i in rows[: PER_POSE - REGION_FACES]]
-    out = tmp_path / "poses.txt"
+    out = tmp_path / "list" / "poses.txt"  # its folder counts as the spec's image folder: outputs go beside it
+    out.parent.mkdir(exist_ok=True)
     with out.open("w") as f:
         for i in chosen:
             parts = lines[int(fs.rows[i].rsplit(":", 1)[1]) - 1].split()

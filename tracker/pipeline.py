@@ -176,7 +176,7 @@ class Pipeline:
         for i, slot in enumerate(slots):
             crops[i], m = crop_face(gray, slot.box, CROP_SIZE)
             matrices.append(m)
-        new = [i for i, slot in enumerate(slots) if slot.track is None]  # new candidates: face or not?
+        new = [i for i, slot in enumerate(slots) if slot.track is None and not slot.verified]  # face or not?
         for i, prob in zip(new, self.face_check.probability(crops[new]), strict=True):
             slots[i].face_prob = float(prob)
         t = _lap(self.clock, timings, cpu, "crop", t)
@@ -266,6 +266,7 @@ class Pipeline:
             for slot in slots:
                 if slot.track is not None and slot.detection is None and slot.track.face_id in held:
                     self.tracker.confirm(slot.track, index)
+                slot.verified = slot.track is None  # the round checked its new faces on their own frame
         kind = self.tracker.detection_due(index)
         if self._job is None and kind is not None and not detected:
             judged_now = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
@@ -278,15 +279,22 @@ class Pipeline:
 
     def _round_job(self, gray: np.ndarray, kind: str, regions: list[FaceBox],
                    looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
-        """A whole detection round on the worker thread: the boxes found, and the ids of the looked-at tracks
-        the boxes miss but a closer look still finds (on the frame the round was asked for)."""
+        """A whole detection round on the worker thread, on the frame it was asked for: the boxes that are no
+        looked-at track's (new faces), and the ids of the looked-at tracks a box or a closer look found."""
         c = self.clock()
         boxes = merge_boxes(self._whole(gray, kind) + self._around(gray, regions))
+        # matched here, against where the tracks were on the round's own frame: by the time the round ends the
+        # faces have moved on, so its boxes only start new faces and the tracks they found are confirmed
         pairs = match_boxes([box for _, box in looks], boxes, self.params.match_iou)
-        held = {fid for i, (fid, box) in enumerate(looks)
-                if i not in pairs and self.verifier.holds_face(gray, box)}
+        held = {fid for i, (fid, box) in enumerate(looks) if i in pairs or self.verifier.holds_face(gray, box)}
+        found = set(pairs.values())
+        new = [b for j, b in enumerate(boxes) if j not in found]
+        if new:  # new faces are checked here, on the frame they were found in (the live frame has moved on)
+            crops = np.stack([crop_face(gray, b, CROP_SIZE)[0] for b in new])
+            probs = self.face_check.probability(crops)
+            new = [b for b, prob in zip(new, probs, strict=True) if prob >= self.params.face_check_min]
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
-        return boxes, held
+        return new, held
 
     def _timed_whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
         c = self.clock()

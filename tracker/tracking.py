@@ -77,6 +77,8 @@ class Slot:
     track: Track | None
     detection: FaceBox | None = None  # the detector's box matched to this face on a detection frame
     face_prob: float | None = None  # a new face's crop: P(face) from tracker.face_check (None: not checked)
+    verified: bool = False  # a new face already checked on the frame its detection came from (a live round that
+    # ended frames later: its box is stale here, so neither its agreement nor its box-bias lesson applies)
 
 
 @dataclass
@@ -202,7 +204,7 @@ class Tracker:
         raw_boxes = [box_from_keypoints(k, KAGGLE15, upright=True) for k in kaggle]
         shapes = [shape_score(k, self._judged) for k in kaggle]
         for slot, raw, shape in zip(slots, raw_boxes, shapes, strict=True):
-            if raw is not None and slot.detection is not None and slot.box is slot.detection and (
+            if raw is not None and slot.detection is not None and slot.box is slot.detection and not slot.verified and (
                     slot.track is not None or accepts_new_face(shape, raw, slot.detection, slot.face_prob, p)):
                 self.correction.learn(raw, upright_of(slot.detection))
         for slot, pts, kag, raw, shape in zip(slots, points, kaggle, raw_boxes, shapes, strict=True):
@@ -213,7 +215,7 @@ class Tracker:
             upright, crop_box = self.correction.apply(raw), self.correction.apply(rolled)
             track = slot.track
             if track is None:  # a new candidate becomes a track only when its keypoints look like a face
-                if not accepts_new_face(shape, upright, slot.detection, slot.face_prob, p):
+                if not slot.verified and not accepts_new_face(shape, upright, slot.detection, slot.face_prob, p):
                     continue
                 track = Track(self.next_id, crop_box, upright, born=frame_index, last_confirmed=frame_index)
                 self.next_id += 1

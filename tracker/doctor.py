@@ -86,8 +86,11 @@ def _auto_backend() -> dict:
                        else "its engine does not fit this machine (TensorRT, GPU) or was built from another ONNX")
         reasons.append(f"no source checkpoint {os.path.basename(checkpoint)} beside it"
                        if not os.path.isfile(checkpoint) else "no CUDA GPU for its checkpoint")
+        if backend.info.path != path:
+            reasons.append(f"its INT8 sibling {os.path.basename(backend.info.path)} met its accuracy bound and "
+                           "measured faster")
         why = "ONNX Runtime on the CPU: " + "; ".join(reasons)
-    return {"model": path, "backend": backend.name, "why": why}
+    return {"model": path, "runs": backend.info.path, "backend": backend.name, "why": why}
 
 
 def _camera() -> dict:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import cv2
 import pytest
-from conftest import assert_user_error, run_cli, start_cli
+
+from tests.conftest import assert_user_error, run_cli, start_cli
 
 SUMMARY_COLUMNS = ["input", "status", "frames", "frames_with_face", "faces", "seconds", "error", "output"]
 

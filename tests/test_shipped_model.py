@@ -54,33 +54,15 @@ def test_default_model_is_accurate_on_held_out_faces(spec, shared_data):
     assert m["nme_interocular"] < 0.085
 
 
-def _float32_copy(src: str, dst: str) -> None:
-    """The shipped model with its float16-stored weights widened back to float32 (lossless)."""
-    import onnx
-    from onnx import numpy_helper
-
-    model = onnx.load(src)
-    g = model.graph
-    casts = {n.input[0]: n for n in g.node if n.op_type == "Cast" and n.input[0].endswith("__fp16")}
-    for k, init in enumerate(g.initializer):
-        if init.name in casts:
-            values = numpy_helper.to_array(init).astype(np.float32)
-            wide = numpy_helper.from_array(values, casts[init.name].output[0])
-            g.initializer[k].CopyFrom(wide)
-    nodes = [n for n in g.node if n.name not in {c.name for c in casts.values()}]
-    del g.node[:]
-    g.node.extend(nodes)
-    onnx.save_model(model, dst)
-
-
 def test_half_precision_weights_stay_within_the_parity_bound_or_are_refused(tmp_path, ytf_faces):
     import onnx
 
     from engines.backend import ModelError
     from engines.fp16_storage import store_weights_fp16
+    from engines.quantize import float32_graph
 
     wide, half = str(tmp_path / "wide.onnx"), str(tmp_path / "half.onnx")
-    _float32_copy(default_model_path(), wide)
+    float32_graph(default_model_path(), wide)
     crops = np.stack([crop_face(f.image, box_from_keypoints(f.keypoints, KAGGLE15))[0] for f in ytf_faces])
     x = crops[:, None].astype(np.float32)
     diff = store_weights_fp16(wide, half, check=x)  # the default: only the big FC weight

@@ -6,6 +6,7 @@ Each command is a plain function; torch is imported only by the commands that tr
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import typer
@@ -104,7 +105,8 @@ def fit_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset from `train prepare`."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.csv, loss_curve.png)."),
     arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, cnn, mlp, resnet18."),
-    loss: str = typer.Option("masked", help="masked (ignore missing labels) or complete-only (drop partial rows)."),
+    loss: str = typer.Option("masked", help="masked (MSE, ignores missing labels), wing (masked Wing loss) or "
+                                            "complete-only (drops partial rows)."),
     epochs: int = typer.Option(30, min=1),
     batch: int = typer.Option(256, min=1),
     lr: float = typer.Option(1e-4, callback=_positive),
@@ -123,7 +125,11 @@ def fit_cmd(
     stop_k: int = typer.Option(5, min=1,
                                help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
     stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
-    init: Path = typer.Option(None, "--init", help="Start from this checkpoint's weights (same arch, keypoints)."),
+    init: str = typer.Option(None, "--init", help="Start from these weights (same arch, keypoints): a checkpoint, an "
+                                                  "exported ONNX model, or 'default' (the packaged model)."),
+    pose_balance: float = typer.Option(0.0, "--pose-balance", min=0.0, max=1.0,
+                                       help="Draw MTFL head poses (profile / turned / frontal) evenly: 0 = every "
+                                            "face once per epoch, 1 = each pose group equally often."),
     arch_option: list[str] = typer.Option(
         [], "--arch-option", help="Model option KEY=VALUE, repeatable: fc=1000, dropout=0.3, widths=64,128,256."),
     augment: float = typer.Option(1.0, min=0.0, help="Augmentation strength: x the default rotation/scale/shift/"
@@ -138,6 +144,12 @@ def fit_cmd(
     from train.run_folder import claim_run_folder
 
     require_prepared_file(str(data))  # the cheap checks first: no torch import for a refused command
+    if init == "default":
+        from engines.select import default_model_path
+
+        init = default_model_path()
+    if init is not None and not os.path.isfile(init):
+        raise UserError(f"--init: no such file: {init}")
     claim_run_folder(out, resume, force, inputs=[data, init])
     _need_torch()
     from train.augment import AugmentParams
@@ -159,8 +171,9 @@ def fit_cmd(
         raise UserError("--schedule must be constant or cosine")
     cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
                     seed, resume, force=force, limit=limit, attr_weights=_attr_weights(attr_weights, multitask),
-                    stop_k=stop_k, stop_epsilon=stop_epsilon, init=str(init) if init else None,
-                    augment=augment_params, arch_kwargs=arch_kwargs, save_every=save_every)
+                    stop_k=stop_k, stop_epsilon=stop_epsilon, init=init,
+                    augment=augment_params, arch_kwargs=arch_kwargs, save_every=save_every,
+                    pose_balance=pose_balance)
     try:
         fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:

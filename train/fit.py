@@ -46,6 +46,7 @@ from train.multitask import (
     masked_cross_entropy,
     should_stop,
 )
+from train.onnx_import import calibrate_batchnorm, load_onnx_model
 from train.plots import plot_losses
 from train.prepare import Prepared, load_prepared, require_prepared_file
 from train.run_folder import best_to_beat, claim_run_folder, held_interrupts, interruption_message
@@ -80,6 +81,7 @@ class FitConfig:
     stop_epsilon: float = STOP_EPSILON
     init: str | None = None  # start from this checkpoint's weights (same arch and keypoints), e.g. a cascade stage 2
     save_every: int = 1  # write last.pt / best.pt every N epochs (and always after the last one)
+    pose_balance: float = 0.0  # 0: every face once per epoch; 1: each head-pose group drawn equally often
 
     @property
     def attributes(self) -> list[str]:
@@ -172,6 +174,20 @@ def train_step(model: torch.nn.Module, opt: torch.optim.Optimizer, crops: torch.
     return landmark_loss.detach(), {a: (ces[a].detach(), (lab[:, j] >= 0).sum()) for j, a in enumerate(attrs)}
 
 
+POSE_GROUPS = (0, 1, 2, 1, 0)  # MTFL pose 0..4 -> profile, turned, frontal: mirror images share a group
+UNKNOWN_POSE_GROUP = 2  # faces without a pose label (YouTube-Faces frames) are near-frontal video frames
+
+
+def pose_balance_weights(pose: np.ndarray, strength: float) -> np.ndarray:
+    """Sampling weights (summing to 1) for faces with MTFL pose codes 0..4 (-1 unknown): each face's weight is
+    its pose group's size to the power -strength, so 0 draws faces uniformly and 1 draws every group (profile,
+    turned, frontal; left and right pooled, as flips mirror them) equally often."""
+    groups = np.where(pose >= 0, np.take(POSE_GROUPS, np.clip(pose, 0, 4)), UNKNOWN_POSE_GROUP)
+    sizes = np.bincount(groups, minlength=3).astype(np.float64)
+    w = sizes[groups] ** -float(strength)
+    return w / w.sum()
+
+
 def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(training, validation) face indices of a prepared set; with `limit`, a seeded random pool of at most
     `limit` training and max(limit // 4, 16) validation faces, the same for every run with that seed."""
@@ -203,7 +219,7 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
     if ctx.is_main:
         claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[cfg.data, cfg.init])
     barrier(ctx)
-    if device.type == "cpu":
+    if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:  # a user's own setting wins
         torch.set_num_threads(max(1, (os.cpu_count() or 1) // ctx.world_size))
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input sizes: let cuDNN pick its fastest algorithms
@@ -234,12 +250,17 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
     if attrs and not bool((tr_labels >= 0).any()):
         raise ValueError(f"{cfg.data}: no training face has a known {'/'.join(attrs)} label (MTFL faces have them)")
     weights = {a: float(cfg.attr_weights[a]) for a in attrs}  # current lambda_a; 0 once task a has stopped
+    draw_weights = None
+    if cfg.pose_balance > 0:
+        pose = prepared.attributes[train_idx, ATTRIBUTES.index("pose")]
+        draw_weights = torch.from_numpy(pose_balance_weights(pose, cfg.pose_balance)).float().to(device)
 
     # channels-last is faster for these convolutions on CUDA and on CPU (oneDNN) alike
     model = create_model(cfg.arch, len(kps), attributes={a: len(attribute_classes([a])[a]) for a in attrs},
                          **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
     if cfg.init and not cfg.resume:
-        init_from(model, cfg.init, cfg.arch, kps.names, log)
+        sample = augment_batch(tr_crops[:512], tr_pts[:512], flip_perm, AugmentParams.none())[0]
+        init_from(model, cfg.init, cfg.arch, kps.names, log, sample)
     # fused Adam on CUDA: one kernel for all parameters, step counters on the device (no .item() per step)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
                            fused=True if device.type == "cuda" else None)
@@ -297,6 +318,7 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
             + (f", {ctx.world_size} processes ({len(train_idx)} faces each)" if ctx.distributed else "")
             + "".join(f", {k}={v}" for k, v in cfg.arch_kwargs.items())
             + ("" if cfg.augment == AugmentParams() else f", augmentation {cfg.augment}")
+            + (f", pose-balanced draws (strength {cfg.pose_balance:g})" if cfg.pose_balance > 0 else "")
             + (", attribute heads " + ", ".join(f"{a} (lambda {w:g})" for a, w in weights.items()) if attrs else ""))
         if start_epoch >= cfg.epochs:
             log(f"{last_path} already holds epoch {start_epoch}; raise --epochs above it to train on")
@@ -307,7 +329,10 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
                 g["lr"] = lr_at(epoch)
             model.train()
             t0 = time.perf_counter()
-            perm = torch.randperm(len(tr_crops), device=device, generator=gen)
+            if draw_weights is None:
+                perm = torch.randperm(len(tr_crops), device=device, generator=gen)
+            else:  # pose-balanced: as many draws as faces, with replacement
+                perm = torch.multinomial(draw_weights, len(tr_crops), replacement=True, generator=gen)
             loss_sum, n_batches, seen = torch.zeros((), device=device), 0, 0  # summed on the device: no sync
             ce_sum = {a: torch.zeros((), device=device) for a in attrs}
             ce_n = {a: torch.zeros((), device=device) for a in attrs}
@@ -388,9 +413,18 @@ def stopped_tasks(history: list[dict], weights: dict[str, float], cfg: FitConfig
     return out
 
 
-def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ...], log: Callable[[str], None]) -> None:
-    """Copy the weights of checkpoint `path` (same arch and keypoints) into `model`; new heads stay fresh."""
-    src, ckpt = load_checkpoint(path)
+def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ...], log: Callable[[str], None],
+              sample: torch.Tensor | None = None) -> None:
+    """Copy the weights of checkpoint `path` (same arch and keypoints) into `model`; new heads stay fresh.
+
+    An exported ONNX file (e.g. the packaged model) works too: its folded BatchNorms come back with the
+    statistics of `sample` (a batch of network inputs), so training starts from the exported function."""
+    if path.lower().endswith(".onnx"):
+        src, ckpt = load_onnx_model(path)
+        if sample is not None:
+            calibrate_batchnorm(src.to(sample.device), sample)
+    else:
+        src, ckpt = load_checkpoint(path)
     if ckpt["arch"] != arch or tuple(ckpt["keypoint_names"]) != tuple(names):
         raise CheckpointError(f"--init {path}: a {ckpt['arch']} model with {len(ckpt['keypoint_names'])} keypoints "
                               f"cannot start a {arch} model with {len(names)}")

@@ -86,6 +86,24 @@ def test_fine_tune_from_the_packaged_model(run_dir, prepared, cli, tmp_path):
     assert r.code == 2 and "error: --init: no such file" in r.err and "Traceback" not in r.err
 
 
+def test_a_run_folder_in_use_is_refused(run_dir, prepared, cli, tmp_path):
+    """While a training process holds a run folder, a second `fit` into it (here a --resume) is refused with one
+    line naming the holder, and the run's files stay as they were."""
+    import os
+    import shutil
+
+    from tests.conftest import file_hash
+    from train.run_folder import run_folder_lock
+
+    busy = tmp_path / "busy"
+    shutil.copytree(run_dir, busy)
+    before = file_hash(busy / "last.pt")
+    with run_folder_lock(busy):
+        r = cli("train", "fit", "--data", prepared, "--out", busy, "--epochs", "3", "--batch", "32", "--resume")
+    assert r.code == 2 and f"in use by another training run (pid {os.getpid()})" in r.err, r.err
+    assert "Traceback" not in r.err and file_hash(busy / "last.pt") == before
+
+
 def test_model_options_and_augmentation_strength_reach_the_checkpoint(prepared, cli, tmp_path):
     """A wider FC and an extra block (`--arch-option`), half-strength augmentation: the run records them,
     `evaluate` rebuilds that model, and `--resume` refuses different options."""

@@ -8,6 +8,7 @@ Under torchrun: DistributedDataParallel over ranks that each hold a shard (train
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import math
@@ -49,7 +50,13 @@ from train.multitask import (
 from train.onnx_import import calibrate_batchnorm, load_onnx_model
 from train.plots import plot_losses
 from train.prepare import Prepared, load_prepared, require_prepared_file
-from train.run_folder import best_to_beat, claim_run_folder, held_interrupts, interruption_message
+from train.run_folder import (
+    best_to_beat,
+    claim_run_folder,
+    held_interrupts,
+    interruption_message,
+    run_folder_lock,
+)
 
 METRIC_FIELDS = ["epoch", "train_loss", "val_loss", "val_rmse_px", "lr", "images_per_s", "seconds"]
 # images_per_s and seconds time the training steps; wall_images_per_s the whole epoch (validation, saving)
@@ -205,7 +212,8 @@ def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     torch.manual_seed(cfg.seed)
     ctx = init_distributed(pick_device(cfg.device))  # under torchrun: this rank's device and shard
     try:
-        return _fit(cfg, ctx, log if ctx.is_main else _quiet)
+        with run_folder_lock(cfg.out) if ctx.is_main else contextlib.nullcontext():
+            return _fit(cfg, ctx, log if ctx.is_main else _quiet)
     finally:
         shutdown(ctx)
 

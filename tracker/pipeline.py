@@ -22,7 +22,7 @@ from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.face_check import FaceCheck
-from tracker.haar import HaarDetector
+from tracker.haar import HaarDetector, Pass, round_passes
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
 from tracker.results import REFINE_STAGE, FaceResult, FrameResult
@@ -75,7 +75,7 @@ class PreparedFrame:
     ms: float  # wall ms of the preparation (counted in the "detect" stage)
     cpu_ms: float  # CPU ms of the preparing thread
     ahead: Future | None = None
-    ahead_kind: str | None = None
+    ahead_kind: tuple[str, tuple[Pass, ...] | None] | None = None
 
 
 @dataclass
@@ -124,6 +124,7 @@ class Pipeline:
         self._worker: ThreadPoolExecutor | None = None
         self._job: _Job | None = None
         self._generation = 0
+        self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
         self.detect_cpu_ms = 0.0  # CPU ms spent in detection rounds on the worker thread
         # per-stage CPU time (FrameResult.cpu_ms) only when asked (bench): no clock reads per stage otherwise
         self.clock = time.thread_time if cpu_timing else _no_clock
@@ -226,10 +227,13 @@ class Pipeline:
             return False, self.tracker.plan(frame.index, None)
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
-        if prep.ahead is not None and prep.ahead_kind == kind:
+        passes = self._passes(kind)
+        if kind == SEARCH:
+            self._searches += 1
+        if prep.ahead is not None and prep.ahead_kind == (kind, passes):
             whole = prep.ahead.result()
         else:
-            whole = self._serial(self._whole, gray, kind)
+            whole = self._serial(self._whole, gray, kind, passes)
         around = self._serial(self._around, gray, regions) if regions else []
         detections = merge_boxes(whole + around)
         slots = self.tracker.plan(frame.index, detections, judged)
@@ -246,8 +250,9 @@ class Pipeline:
             return
         kind = FULL if upcoming.cut else self.tracker.detection_due(upcoming.frame.index)
         if kind in (FULL, SEARCH):
-            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind)
-            upcoming.ahead_kind = kind
+            passes = self._passes(kind)
+            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind, passes)
+            upcoming.ahead_kind = (kind, passes)
 
     def _detect_async(self, gray: np.ndarray, index: int) -> tuple[bool, list[Slot]]:
         """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
@@ -273,16 +278,19 @@ class Pipeline:
             looks = [(t.face_id, t.face_box) for t in self.tracker.tracks
                      if judged_now is None or t.face_id in judged_now]
             regions = self._regions(kind, gray.shape)
-            future = self.worker().submit(self._round_job, gray, kind, regions, looks)
+            passes = self._passes(kind)
+            if kind == SEARCH:
+                self._searches += 1
+            future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return detected, slots
 
-    def _round_job(self, gray: np.ndarray, kind: str, regions: list[FaceBox],
+    def _round_job(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None, regions: list[FaceBox],
                    looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
         """A whole detection round on the worker thread, on the frame it was asked for: the boxes that are no
         looked-at track's (new faces), and the ids of the looked-at tracks a box or a closer look found."""
         c = self.clock()
-        boxes = merge_boxes(self._whole(gray, kind) + self._around(gray, regions))
+        boxes = merge_boxes(self._whole(gray, kind, passes) + self._around(gray, regions))
         # matched here, against where the tracks were on the round's own frame: by the time the round ends the
         # faces have moved on, so its boxes only start new faces and the tracks they found are confirmed
         pairs = match_boxes([box for _, box in looks], boxes, self.params.match_iou)
@@ -296,9 +304,9 @@ class Pipeline:
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return new, held
 
-    def _timed_whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
+    def _timed_whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
         c = self.clock()
-        boxes = self._whole(gray, kind)
+        boxes = self._whole(gray, kind, passes)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes
 
@@ -313,12 +321,23 @@ class Pipeline:
         """The smallest face side the detector reports, in the pixels of the image it is given."""
         return float(getattr(getattr(self.detector, "params", None), "min_size", 40))
 
-    def _whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
-        """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side`; AROUND: none."""
+    def _passes(self, kind: str) -> tuple[Pass, ...] | None:
+        """The detector passes of the next round of this kind: SEARCH rounds run the first pass and
+        `search_passes` of the others in rotation (by the count of SEARCH rounds, so a file's rounds are the
+        same pipelined or not); FULL and AROUND rounds run them all (None)."""
+        passes = getattr(self.detector, "passes", None)
+        if kind != SEARCH or passes is None or self.params.search_passes < 0:
+            return None
+        chosen = round_passes(passes, self._searches, self.params.search_passes)
+        return None if chosen == passes else chosen
+
+    def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+        """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
+        it only); AROUND: none."""
         if kind == FULL:
             return list(self.detector.detect(gray))
         if kind == SEARCH:
-            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]))
+            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]), passes)
         return []
 
     def _regions(self, kind: str, shape: tuple) -> list[FaceBox]:
@@ -337,10 +356,10 @@ class Pipeline:
 
     def _around(self, gray: np.ndarray, regions: list[FaceBox]) -> list[FaceBox]:
         """The detector on the region `around_margin` face sides wide around each box, at a scale where the
-        face is about three times the detector's smallest face (never enlarged)."""
+        face is `around_face` times the detector's smallest face (never enlarged)."""
         out = []
         for box in regions:
-            scale = min(1.0, 3.0 * self._min_face() / max(box.size, 1.0))
+            scale = min(1.0, self.params.around_face * self._min_face() / max(box.size, 1.0))
             out += detect_in_region(self.detector, gray, box.scaled(self.params.around_margin), scale)
         return out
 
@@ -375,12 +394,15 @@ def _lap(clock, timings: dict[str, float], cpu: dict[str, float], stage: str, st
     return now
 
 
-def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float) -> list[FaceBox]:
-    """The detector on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
+def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float,
+                  passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+    """The detector (`passes` of it; None: all) on the grey image shrunk by `scale` (<= 1), boxes back in the
+    image's pixels."""
+    kw = {} if passes is None else {"passes": passes}
     if scale >= 1.0:
-        return list(detector.detect(gray))
+        return list(detector.detect(gray, **kw))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small)]
+    return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small, **kw)]
 
 
 def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float) -> list[FaceBox]:

@@ -8,6 +8,9 @@ second-stage batch), track update with confidence, One Euro smoothing; timed per
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -130,9 +133,12 @@ class Pipeline:
         self.clock = time.thread_time if cpu_timing else _no_clock
 
     def worker(self) -> ThreadPoolExecutor:
-        """The one detection worker thread (started on first use)."""
+        """The one detection worker thread (started on first use). With asynchronous detection (live view) it
+        runs at a lower OS priority (`DETECT_NICENESS`), so a detection round takes the cores only while the
+        frame loop does not need them: the live frame's latency does not wait on a round."""
         if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect")
+            init = lower_thread_priority if self.async_detect else None
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect", initializer=init)
         return self._worker
 
     def close(self) -> None:
@@ -378,6 +384,21 @@ class Pipeline:
         if face_id not in self.filters:
             self.filters[face_id] = OneEuroFilter(self.smooth)
         return self.filters[face_id]
+
+
+DETECT_NICENESS = 10  # how much lower the live view's detection thread runs (Unix niceness, added)
+
+
+def lower_thread_priority(step: int = DETECT_NICENESS) -> None:
+    """Lower the calling thread's OS priority by `step` (Linux: threads have their own niceness); nothing
+    where the OS offers no per-thread priority or refuses."""
+    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:
+        pass
 
 
 def _no_clock() -> float:

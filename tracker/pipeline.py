@@ -175,7 +175,7 @@ class Pipeline:
         else:
             detected, slots = self._detect_now(prep)
         if upcoming is not None and not self.async_detect:
-            self._start_ahead(upcoming)
+            self._start_ahead(upcoming, bool(slots))
         t = _lap(self.clock, timings, cpu, "detect", t)
 
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
@@ -250,11 +250,17 @@ class Pipeline:
                 self.tracker.confirm(slot.track, frame.index)
         return True, slots
 
-    def _start_ahead(self, upcoming: PreparedFrame) -> None:
-        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one."""
+    def _start_ahead(self, upcoming: PreparedFrame, faces_now: bool) -> None:
+        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one.
+
+        `faces_now`: this frame has faces to crop. Without a cut the next frame gets a FULL round only while
+        nothing is tracked, so one is started only when this frame found nothing either (a round started for
+        nothing costs a whole detection frame)."""
         if upcoming.ahead is not None:
             return
         kind = FULL if upcoming.cut else self.tracker.detection_due(upcoming.frame.index)
+        if kind == FULL and not upcoming.cut and faces_now:
+            return
         if kind in (FULL, SEARCH):
             passes = self._passes(kind)
             upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind, passes)

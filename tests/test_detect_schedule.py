@@ -87,8 +87,8 @@ def backend(model_path):
 def test_tracker_with_passes_spread_over_rounds_still_finds_the_turned_faces_of_a_shared_video(
         shared_data, backend):
     """orlando_bloom (a turning face and two smaller ones in the background that only the extra passes find):
-    with the default schedule (the frontal pass and 2 others per search round) the tracker finds the same
-    people as with every pass in every round, in nearly as many frames, and runs fewer passes."""
+    with the default schedule (the frontal pass and 3 others per search round) the tracker finds the same
+    people as with every pass in every round, in about as many frames, and runs fewer passes."""
     path = shared_data / "videos" / "orlando_bloom.avi"
     detector = HaarDetector()
     every = Pipeline(detector, backend, TrackParams(search_passes=-1), DEFAULT_SMOOTH)
@@ -102,9 +102,9 @@ def test_tracker_with_passes_spread_over_rounds_still_finds_the_turned_faces_of_
     assert len(people) == 3  # the turning face and two in the background
     found = sorted(n for n in spread_ids.values() if n >= 10)
     assert len(found) == len(people)  # (with 1 extra pass per search, or none, one background face is never found)
-    assert all(n >= m // 3 for n, m in zip(found, people, strict=True))  # each followed a good share of its frames
-    assert sum(spread_ids.values()) >= 0.9 * sum(all_ids.values())
-    assert ran and max(ran) == 3 < len(PASSES)  # searches ran 3 of the 6 passes
+    assert all(n >= 0.9 * m for n, m in zip(found, people, strict=True))  # each in about as many frames
+    assert sum(spread_ids.values()) >= 0.95 * sum(all_ids.values())
+    assert ran and max(ran) == 4 < len(PASSES)  # searches ran 4 of the 6 passes
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread niceness is Linux's")

@@ -29,7 +29,7 @@ class TrackParams:
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
     confident_above: float = 0.6  # while every track is at least this confident (and none missed) ...
     confident_stretch: int = 2  # ... the whole-frame search runs only every detect_every x this frames
-    search_passes: int = 2  # ... running the detector's first (frontal) pass and this many of its other passes,
+    search_passes: int = 3  # ... running the detector's first (frontal) pass and this many of its other passes,
     # in rotation from one search to the next (-1: all; the first frame, cuts and lost tracks get all)
     search_side: int = 640  # the periodic search for new faces sees the whole frame shrunk to this longer side
     # (tracked faces too small to be found there are searched around at full detail in the same round)

@@ -2,6 +2,9 @@
 videos resized to 640x360; one OpenCV thread, process CPU time (robust on a machine shared with other jobs).
 
 `python benchmarks/detector_cost.py [ROUNDS]`; settings interleave frame by frame; prints medians and ratios.
+The last lines are the tracker's search rounds (tracker.pipeline): the default detector's first pass and
+`TrackParams.search_passes` of its other passes, in rotation (tracker.haar.round_passes), each round of the
+rotation on every frame, and their mean.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import time
 import cv2
 import numpy as np
 
-from tracker.haar import FRONTAL_ONLY, HaarDetector, HaarParams
+from tracker.config import DEFAULT_TRACK
+from tracker.haar import FRONTAL_ONLY, HaarDetector, HaarParams, round_passes
 
 SETTINGS = {
     "frontal": FRONTAL_ONLY,
@@ -45,17 +49,28 @@ def main(rounds: int = 1, shared: str = "../shared/data") -> None:
     cv2.setNumThreads(1)
     images = frames(shared)
     detectors = {k: HaarDetector(v) for k, v in SETTINGS.items()}
-    times: dict[str, list[float]] = {k: [] for k in SETTINGS}
+    default = HaarDetector()
+    extra = DEFAULT_TRACK.search_passes
+    rotation = len(default.passes) - 1
+    searches = {f"search round {r + 1}/{rotation}: frontal + {extra} extra": round_passes(default.passes, r, extra)
+                for r in range(rotation)}
+    times: dict[str, list[float]] = {k: [] for k in [*SETTINGS, *searches]}
     for _ in range(rounds):
         for f in images:
             for k, d in detectors.items():
                 t = time.process_time()
                 d.detect(f)
                 times[k].append((time.process_time() - t) * 1000.0)
+            for k, passes in searches.items():
+                t = time.process_time()
+                default.detect(f, passes)
+                times[k].append((time.process_time() - t) * 1000.0)
     base = float(np.median(times["frontal"]))
     print(f"{len(images)} frames at 640x360 x {rounds} round(s); median CPU ms per detection frame, one thread")
     for k, v in times.items():
         print(f"{k:<46} {np.median(v):7.1f} ms {np.median(v) / base:6.2f}x")
+    mean = float(np.mean([np.median(times[k]) for k in searches]))
+    print(f"{'tracker search round, mean of the rotation':<46} {mean:7.1f} ms {mean / base:6.2f}x")
 
 
 if __name__ == "__main__":

@@ -6,6 +6,8 @@ another in alternating order; prints every round and the median fkd-track / Medi
 
     make bench-peer                       # sets up benchmarks/.venv-mediapipe, then runs this
     .venv/bin/python benchmarks/peer_mediapipe.py --rounds 3 [--clips multi,gates,trump,bloom] [--json OUT]
+    .venv/bin/python benchmarks/peer_mediapipe.py --against /tmp/base   # + an older fkd-track, e.g. from
+                                          # `git archive REV | tar -x -C /tmp/base`, in the same rounds
 
 The same file is the worker in each venv (`--worker mediapipe|fkd CLIP`): the MediaPipe venv holds
 mediapipe==0.10.14 with numpy<2 and no fkd-track; the project venv holds fkd-track and no mediapipe.
@@ -144,13 +146,22 @@ def time_fkd(clip: str, mode: str) -> dict:
             "detections": stats.detections, "seconds": stats.seconds, "fps": stats.fps, "cpu_s": cpu}
 
 
-def run_worker(python: Path | str, worker: str, clip: Path, mode: str) -> dict:
-    cmd = [str(python), str(Path(__file__).resolve()), "--worker", worker, "--mode", mode, str(clip)]
-    env = {**os.environ, "PYTHONPATH": str(REPO)} if worker == "fkd" else dict(os.environ)
+def run_worker(python: Path | str, worker: str, clip: Path, mode: str, repo: Path = REPO) -> dict:
+    """One timing in its own process; `repo`: the fkd-track checkout whose code (and copy of this file) runs."""
+    script = repo / "benchmarks" / Path(__file__).name
+    cmd = [str(python), str(script), "--worker", worker, "--mode", mode, str(clip)]
+    env = {**os.environ, "PYTHONPATH": str(repo)} if worker == "fkd" else dict(os.environ)
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=900)
     if proc.returncode != 0:
         raise SystemExit(f"{worker} worker failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def describe(got: dict, label: str) -> str:
+    """One worker's timing as printed in a round's line."""
+    ms = 1000.0 * got["cpu_s"] / got["frames"]
+    more = f", detector on {got['detections']} of {got['frames']} frames" if "detections" in got else ""
+    return f"{label} {got['fps']:7.1f} fps ({got['faces']} faces{more}; CPU {ms:.1f} ms/frame)"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -163,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--clips", default="multi,gates,trump,bloom",
                     help="comma-separated: multi (the built 640x360 clip), gates, trump, bloom")
     ap.add_argument("--json", type=Path, help="write every round here")
+    ap.add_argument("--against", type=Path,
+                    help="also time the fkd-track checkout in this folder (before/after), in the same rounds")
     args = ap.parse_args(argv)
     if args.worker == "mediapipe":
         print(json.dumps(time_mediapipe(args.clip)))
@@ -187,23 +200,37 @@ def main(argv: list[str] | None = None) -> int:
         for name, clip in clips.items():
             ratios = []
             rounds = []
+            workers = ["mediapipe", "fkd"] + (["against"] if args.against else [])
             for r in range(args.rounds):
-                order = ("mediapipe", "fkd") if r % 2 == 0 else ("fkd", "mediapipe")
+                order = workers[r % len(workers):] + workers[:r % len(workers)]  # each goes first in turn
+                if r % 2:
+                    order.reverse()
                 got = {}
                 for w in order:
-                    got[w] = run_worker(MP_PYTHON if w == "mediapipe" else sys.executable, w, clip, args.mode)
+                    if w == "mediapipe":
+                        got[w] = run_worker(MP_PYTHON, w, clip, args.mode)
+                    else:
+                        got[w] = run_worker(sys.executable, "fkd", clip, args.mode,
+                                            args.against.resolve() if w == "against" else REPO)
                 ratio = got["fkd"]["fps"] / got["mediapipe"]["fps"]
                 ratios.append(ratio)
                 rounds.append(got)
-                print(f"{name:<6} round {r + 1}: mediapipe {got['mediapipe']['fps']:7.1f} fps "
-                      f"({got['mediapipe']['faces']} faces), fkd-track {got['fkd']['fps']:7.1f} fps "
-                      f"({got['fkd']['faces']} faces, detector on {got['fkd']['detections']} of "
-                      f"{got['fkd']['frames']} frames), ratio {ratio:.2f}x", flush=True)
+                line = (f"{name:<6} round {r + 1}: {describe(got['mediapipe'], 'mediapipe')}, "
+                        f"{describe(got['fkd'], 'fkd-track')}")
+                if args.against:
+                    line += f", {describe(got['against'], 'against')}"
+                print(f"{line}, ratio {ratio:.2f}x", flush=True)
             ratios_all[name] = statistics.median(ratios)
             report["clips"][name] = {"rounds": rounds, "median_ratio": ratios_all[name]}
         for name, ratio in ratios_all.items():
-            print(f"{name}: fkd-track ({args.mode}) / MediaPipe FaceMesh, median of {args.rounds} rounds: "
-                  f"{ratio:.2f}x")
+            line = (f"{name}: fkd-track ({args.mode}) / MediaPipe FaceMesh, median of {args.rounds} rounds: "
+                    f"{ratio:.2f}x")
+            if args.against:
+                rs = report["clips"][name]["rounds"]
+                new = statistics.median(g["fkd"]["fps"] / g["against"]["fps"] for g in rs)
+                old = statistics.median(g["against"]["fps"] / g["mediapipe"]["fps"] for g in rs)
+                line += f"; fkd-track / against: {new:.2f}x, against / MediaPipe: {old:.2f}x"
+            print(line)
     if args.json is not None:
         args.json.write_text(json.dumps(report, indent=2))
     return 0

@@ -21,6 +21,7 @@ from engines.bench import BenchRow, bench_backend, crops_from_video
 from engines.errors import UserError
 from tracker.config import SmoothParams, TrackParams
 from tracker.haar import HaarDetector
+from tracker.live import live_opencv_threads
 from tracker.pipeline import Pipeline
 from tracker.results import REFINE_STAGE, stage_names
 from tracker.sources import Frame, FrameSource, LatestFrameSource, VideoSource
@@ -161,7 +162,8 @@ def bench_live(
         return True
 
     try:
-        stats = run_stream(latest, pipeline, draw=True, on_frame=on_frame)
+        with live_opencv_threads():  # as run_live runs it
+            stats = run_stream(latest, pipeline, draw=True, on_frame=on_frame)
     finally:
         latest.close()
         pipeline.close()

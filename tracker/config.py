@@ -14,7 +14,7 @@ class TrackParams:
 
     detect_every: int = 10  # run the Haar detector on every N-th frame (1 = every frame)
     redetect_below: float = 0.5  # ... and on the next frame when a track's confidence falls below this
-    redetect_gap: int = 2  # at most one confidence-triggered detection per this many frames
+    redetect_gap: int = 4  # at most one confidence-triggered detection per this many frames
     match_iou: float = 0.3  # a detection belongs to a track when their boxes overlap at least this much
     reseed_iou: float = 0.5  # a matched track whose box overlaps its detection less is re-cropped from it
     max_misses: int = 2  # drop a track after this many detection rounds in a row found no face there
@@ -29,9 +29,12 @@ class TrackParams:
     detector_pull: float = 0.5  # on a detection frame a matched track's crop moves this far to the detection
     confident_above: float = 0.6  # while every track is at least this confident (and none missed) ...
     confident_stretch: int = 2  # ... the whole-frame search runs only every detect_every x this frames
+    search_passes: int = 3  # ... running the detector's first (frontal) pass and this many of its other passes,
+    # in rotation from one search to the next (-1: all; the first frame, cuts and lost tracks get all)
     search_side: int = 640  # the periodic search for new faces sees the whole frame shrunk to this longer side
     # (tracked faces too small to be found there are searched around at full detail in the same round)
     around_margin: float = 2.0  # doubtful and lost tracks are searched in a region this many face sides wide
+    around_face: float = 2.0  # ... shrunk so the face is this many times the detector's smallest face (never enlarged)
     new_face_min: float = 0.25  # a new detection becomes a track only when the confidence of the keypoints
     # predicted in its crop (shape plausibility x agreement with the detection) reaches this
     face_check_min: float = 0.8  # ... and the face/non-face check (tracker.face_check) of its crop reaches this

@@ -50,6 +50,46 @@ class HaarParams:
 FRONTAL_ONLY = HaarParams(cascades=("frontal",), angles=())
 
 
+@dataclass(frozen=True)
+class Pass:
+    """One cascade pass of the combined detector: cascade `cascade` (index into HaarParams.cascades) on the
+    frame, mirrored and/or turned by `angle` degrees. The first cascade's unturned passes run at `max_side`,
+    every other pass at `extra_max_side`."""
+
+    cascade: int
+    mirror: bool = False
+    angle: float = 0.0
+
+    @property
+    def first(self) -> bool:
+        return self.cascade == 0 and not self.angle
+
+
+def detector_passes(params: HaarParams) -> tuple[Pass, ...]:
+    """The passes `HaarDetector.detect` runs, in trust order: each cascade (a profile one also mirrored), then
+    the first cascade turned by each of `params.angles`."""
+    out = []
+    for k, name in enumerate(params.cascades):
+        out.append(Pass(k))
+        if "profile" in cascade_path(name):
+            out.append(Pass(k, mirror=True))
+    return tuple(out) + tuple(Pass(0, angle=a) for a in params.angles)
+
+
+def round_passes(passes: tuple[Pass, ...], round_index: int, extra: int) -> tuple[Pass, ...]:
+    """The passes of one detection round that runs `extra` of the detector's extra passes in rotation: the first
+    pass every round, then `extra` of the others, the `round_index`-th group of them (wrapping round), in trust
+    order. `extra` < 0 or at least the number of extra passes: all of them."""
+    first, rest = passes[:1], passes[1:]
+    if extra < 0 or extra >= len(rest):
+        return passes
+    if extra == 0:
+        return first
+    start = (round_index * extra) % len(rest)
+    chosen = {(start + j) % len(rest) for j in range(extra)}
+    return first + tuple(ps for j, ps in enumerate(rest) if j in chosen)
+
+
 def cascade_path(name: str) -> str:
     """The file of a cascade given by short name (CASCADE_FILES), path, or file name in cv2.data.haarcascades."""
     name = CASCADE_FILES.get(name, name)
@@ -161,25 +201,33 @@ class HaarDetector:
         width = image.shape[1] if mirror else None
         return [box_from_rect(r, angle, inverse, width, scale) for r in rects]
 
-    def detect(self, image: np.ndarray) -> list[FaceBox]:
+    @property
+    def passes(self) -> tuple[Pass, ...]:
+        """Every pass of `detect`, in its trust order (`detector_passes`)."""
+        return detector_passes(self.params)
+
+    def detect(self, image: np.ndarray, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
         """Faces in a BGR or grey frame, in frame pixels: the first cascade's (largest first), then the other
         cascades', the mirrored profile pass and the turned passes (these on the frame shrunk to extra_max_side),
-        each kept only where no earlier box is."""
+        each kept only where no earlier box is. `passes` (a subset of `self.passes`, in that order; None: all)
+        runs fewer of them, e.g. the tracker's search rounds (`round_passes`)."""
         gray = to_gray(image)
         p = self.params
-        full = self._shrunk(gray, p.max_side)
-        extra = full if p.extra_max_side >= p.max_side else self._shrunk(gray, p.extra_max_side)
+        passes = self.passes if passes is None else passes
+        shrunk: dict[int, tuple[np.ndarray, float, int]] = {}  # the frame at each side, made once
         found: list[FaceBox] = []
-        for k, (name, cascade) in enumerate(self.cascades):
-            small, scale, min_side = full if k == 0 else extra
-            boxes = self.search(small, cascade, min_side=min_side, scale=scale)
-            if "profile" in cascade_path(name):
-                boxes += self.search(small, cascade, mirror=True, min_side=min_side, scale=scale)
-            found += sorted(boxes, key=lambda b: -b.size)
-        small, scale, min_side = extra
-        for angle in p.angles:
-            found += sorted(self.search(small, self.cascade, angle=angle, min_side=min_side, scale=scale),
-                            key=lambda b: -b.size)
+        group: list[FaceBox] = []
+        for i, ps in enumerate(passes):
+            side = p.max_side if ps.first else min(p.max_side, p.extra_max_side)
+            if side not in shrunk:
+                shrunk[side] = self._shrunk(gray, side)
+            small, scale, min_side = shrunk[side]
+            group += self.search(small, self.cascades[ps.cascade][1], mirror=ps.mirror, angle=ps.angle,
+                                 min_side=min_side, scale=scale)
+            nxt = passes[i + 1] if i + 1 < len(passes) else None
+            if nxt is None or (nxt.cascade, nxt.angle) != (ps.cascade, ps.angle):  # a cascade's passes, largest first
+                found += sorted(group, key=lambda b: -b.size)
+                group = []
         return suppress(found, p.nms_iou)
 
     def _shrunk(self, gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float, int]:

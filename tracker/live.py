@@ -9,7 +9,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import cv2
 
@@ -23,6 +24,19 @@ from tracker.stream import StreamStats, run_stream
 from tracker.video_out import AnnotatedVideoWriter
 
 QUIT_KEYS = (ord("q"), ord("Q"), 27)  # q or Esc
+
+
+@contextmanager
+def live_opencv_threads(threads: int = 1) -> Iterator[None]:
+    """OpenCV's own thread pool at `threads` while the live loop runs (restored after). A detection round on
+    the (lower-priority) worker thread then stays on one core instead of spreading its cascade passes over all
+    of them, and the frame loop keeps a core for itself (live p99 latency, README "`fkd-track bench`")."""
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(threads)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(before)
 
 
 def display_available() -> bool:
@@ -105,7 +119,8 @@ def run_live(
     """Track the newest frame of `source` until it ends, q/Esc, or Ctrl-C; returns (stats, frames dropped).
 
     `pace=True` replays a file source at its own frame rate, as a camera would deliver it. Detection runs
-    asynchronously (the pipeline's worker thread), so it never holds up a frame.
+    asynchronously (the pipeline's worker thread, at a lower priority, OpenCV on one thread), so it never
+    holds up a frame.
     """
     pipeline.async_detect = True
     latest = LatestFrameSource(source, pace=pace)
@@ -118,10 +133,11 @@ def run_live(
         return report(result, image)
 
     try:
-        stats = run_stream(
-            latest, pipeline, csv=csv, video=video, overlay=overlay,
-            draw=window is not None or video is not None, on_frame=on_frame, max_frames=max_frames,
-        )
+        with live_opencv_threads():
+            stats = run_stream(
+                latest, pipeline, csv=csv, video=video, overlay=overlay,
+                draw=window is not None or video is not None, on_frame=on_frame, max_frames=max_frames,
+            )
     finally:
         latest.close()
         pipeline.close()

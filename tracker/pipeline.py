@@ -8,6 +8,9 @@ second-stage batch), track update with confidence, One Euro smoothing; timed per
 from __future__ import annotations
 
 import math
+import os
+import sys
+import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -22,7 +25,7 @@ from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.face_check import FaceCheck
-from tracker.haar import HaarDetector
+from tracker.haar import HaarDetector, Pass, round_passes
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
 from tracker.results import REFINE_STAGE, FaceResult, FrameResult
@@ -75,7 +78,7 @@ class PreparedFrame:
     ms: float  # wall ms of the preparation (counted in the "detect" stage)
     cpu_ms: float  # CPU ms of the preparing thread
     ahead: Future | None = None
-    ahead_kind: str | None = None
+    ahead_kind: tuple[str, tuple[Pass, ...] | None] | None = None
 
 
 @dataclass
@@ -124,14 +127,18 @@ class Pipeline:
         self._worker: ThreadPoolExecutor | None = None
         self._job: _Job | None = None
         self._generation = 0
+        self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
         self.detect_cpu_ms = 0.0  # CPU ms spent in detection rounds on the worker thread
         # per-stage CPU time (FrameResult.cpu_ms) only when asked (bench): no clock reads per stage otherwise
         self.clock = time.thread_time if cpu_timing else _no_clock
 
     def worker(self) -> ThreadPoolExecutor:
-        """The one detection worker thread (started on first use)."""
+        """The one detection worker thread (started on first use). With asynchronous detection (live view) it
+        runs at a lower OS priority (`DETECT_NICENESS`), so a detection round takes the cores only while the
+        frame loop does not need them: the live frame's latency does not wait on a round."""
         if self._worker is None:
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect")
+            init = lower_thread_priority if self.async_detect else None
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect", initializer=init)
         return self._worker
 
     def close(self) -> None:
@@ -168,7 +175,7 @@ class Pipeline:
         else:
             detected, slots = self._detect_now(prep)
         if upcoming is not None and not self.async_detect:
-            self._start_ahead(upcoming)
+            self._start_ahead(upcoming, bool(slots))
         t = _lap(self.clock, timings, cpu, "detect", t)
 
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
@@ -226,10 +233,13 @@ class Pipeline:
             return False, self.tracker.plan(frame.index, None)
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
-        if prep.ahead is not None and prep.ahead_kind == kind:
+        passes = self._passes(kind)
+        if kind == SEARCH:
+            self._searches += 1
+        if prep.ahead is not None and prep.ahead_kind == (kind, passes):
             whole = prep.ahead.result()
         else:
-            whole = self._serial(self._whole, gray, kind)
+            whole = self._serial(self._whole, gray, kind, passes)
         around = self._serial(self._around, gray, regions) if regions else []
         detections = merge_boxes(whole + around)
         slots = self.tracker.plan(frame.index, detections, judged)
@@ -240,14 +250,21 @@ class Pipeline:
                 self.tracker.confirm(slot.track, frame.index)
         return True, slots
 
-    def _start_ahead(self, upcoming: PreparedFrame) -> None:
-        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one."""
+    def _start_ahead(self, upcoming: PreparedFrame, faces_now: bool) -> None:
+        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one.
+
+        `faces_now`: this frame has faces to crop. Without a cut the next frame gets a FULL round only while
+        nothing is tracked, so one is started only when this frame found nothing either (a round started for
+        nothing costs a whole detection frame)."""
         if upcoming.ahead is not None:
             return
         kind = FULL if upcoming.cut else self.tracker.detection_due(upcoming.frame.index)
+        if kind == FULL and not upcoming.cut and faces_now:
+            return
         if kind in (FULL, SEARCH):
-            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind)
-            upcoming.ahead_kind = kind
+            passes = self._passes(kind)
+            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind, passes)
+            upcoming.ahead_kind = (kind, passes)
 
     def _detect_async(self, gray: np.ndarray, index: int) -> tuple[bool, list[Slot]]:
         """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
@@ -273,16 +290,19 @@ class Pipeline:
             looks = [(t.face_id, t.face_box) for t in self.tracker.tracks
                      if judged_now is None or t.face_id in judged_now]
             regions = self._regions(kind, gray.shape)
-            future = self.worker().submit(self._round_job, gray, kind, regions, looks)
+            passes = self._passes(kind)
+            if kind == SEARCH:
+                self._searches += 1
+            future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return detected, slots
 
-    def _round_job(self, gray: np.ndarray, kind: str, regions: list[FaceBox],
+    def _round_job(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None, regions: list[FaceBox],
                    looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
         """A whole detection round on the worker thread, on the frame it was asked for: the boxes that are no
         looked-at track's (new faces), and the ids of the looked-at tracks a box or a closer look found."""
         c = self.clock()
-        boxes = merge_boxes(self._whole(gray, kind) + self._around(gray, regions))
+        boxes = merge_boxes(self._whole(gray, kind, passes) + self._around(gray, regions))
         # matched here, against where the tracks were on the round's own frame: by the time the round ends the
         # faces have moved on, so its boxes only start new faces and the tracks they found are confirmed
         pairs = match_boxes([box for _, box in looks], boxes, self.params.match_iou)
@@ -296,9 +316,9 @@ class Pipeline:
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return new, held
 
-    def _timed_whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
+    def _timed_whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
         c = self.clock()
-        boxes = self._whole(gray, kind)
+        boxes = self._whole(gray, kind, passes)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes
 
@@ -313,12 +333,23 @@ class Pipeline:
         """The smallest face side the detector reports, in the pixels of the image it is given."""
         return float(getattr(getattr(self.detector, "params", None), "min_size", 40))
 
-    def _whole(self, gray: np.ndarray, kind: str) -> list[FaceBox]:
-        """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side`; AROUND: none."""
+    def _passes(self, kind: str) -> tuple[Pass, ...] | None:
+        """The detector passes of the next round of this kind: SEARCH rounds run the first pass and
+        `search_passes` of the others in rotation (by the count of SEARCH rounds, so a file's rounds are the
+        same pipelined or not); FULL and AROUND rounds run them all (None)."""
+        passes = getattr(self.detector, "passes", None)
+        if kind != SEARCH or passes is None or self.params.search_passes < 0:
+            return None
+        chosen = round_passes(passes, self._searches, self.params.search_passes)
+        return None if chosen == passes else chosen
+
+    def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+        """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
+        it only); AROUND: none."""
         if kind == FULL:
             return list(self.detector.detect(gray))
         if kind == SEARCH:
-            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]))
+            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]), passes)
         return []
 
     def _regions(self, kind: str, shape: tuple) -> list[FaceBox]:
@@ -337,10 +368,10 @@ class Pipeline:
 
     def _around(self, gray: np.ndarray, regions: list[FaceBox]) -> list[FaceBox]:
         """The detector on the region `around_margin` face sides wide around each box, at a scale where the
-        face is about three times the detector's smallest face (never enlarged)."""
+        face is `around_face` times the detector's smallest face (never enlarged)."""
         out = []
         for box in regions:
-            scale = min(1.0, 3.0 * self._min_face() / max(box.size, 1.0))
+            scale = min(1.0, self.params.around_face * self._min_face() / max(box.size, 1.0))
             out += detect_in_region(self.detector, gray, box.scaled(self.params.around_margin), scale)
         return out
 
@@ -361,6 +392,21 @@ class Pipeline:
         return self.filters[face_id]
 
 
+DETECT_NICENESS = 10  # how much lower the live view's detection thread runs (Unix niceness, added)
+
+
+def lower_thread_priority(step: int = DETECT_NICENESS) -> None:
+    """Lower the calling thread's OS priority by `step` (Linux: threads have their own niceness); nothing
+    where the OS offers no per-thread priority or refuses."""
+    if not hasattr(os, "setpriority") or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
+    except OSError:
+        pass
+
+
 def _no_clock() -> float:
     return 0.0
 
@@ -375,12 +421,15 @@ def _lap(clock, timings: dict[str, float], cpu: dict[str, float], stage: str, st
     return now
 
 
-def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float) -> list[FaceBox]:
-    """The detector on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
+def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float,
+                  passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+    """The detector (`passes` of it; None: all) on the grey image shrunk by `scale` (<= 1), boxes back in the
+    image's pixels."""
+    kw = {} if passes is None else {"passes": passes}
     if scale >= 1.0:
-        return list(detector.detect(gray))
+        return list(detector.detect(gray, **kw))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small)]
+    return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small, **kw)]
 
 
 def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float) -> list[FaceBox]:

@@ -47,38 +47,28 @@ def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = Fal
         check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
 
 
-LOCK_FILE = ".lock"
-
-
 @contextlib.contextmanager
 def run_folder_lock(folder: Path | str) -> Iterator[None]:
     """Hold `folder`'s lock for a training run: a second `fit` into the same folder (e.g. a `--resume` started
     while the first still runs) is refused with UserError instead of interleaving their checkpoints. The lock
-    is the operating system's (flock), so it goes away with the process, however it ends."""
+    is the operating system's (flock on the folder itself: no file left behind), gone with the process however
+    it ends."""
     try:
         import fcntl
     except ImportError:  # pragma: no cover - not POSIX: no lock
         yield
         return
     os.makedirs(folder, exist_ok=True)
-    path = os.path.join(folder, LOCK_FILE)
-    with open(path, "a+") as f:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
         try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "another process"
-            raise UserError(f"{folder} is in use by another training run (pid {holder}); wait for it to end or "
-                            "stop it first") from None
-        f.seek(0)
-        f.truncate()
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            f.seek(0)
-            f.truncate()
+            raise UserError(f"{folder} is in use by another training run; wait for it to end or stop it "
+                            "first") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def stored_best(path: Path | str) -> float:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from engines.errors import Terminated
+from engines.model_file import model_kind
 from engines.output_files import atomic_path
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
@@ -267,7 +268,9 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
     model = create_model(cfg.arch, len(kps), attributes={a: len(attribute_classes([a])[a]) for a in attrs},
                          **cfg.arch_kwargs).to(device, memory_format=torch.channels_last)
     if cfg.init and not cfg.resume:
-        sample = augment_batch(tr_crops[:512], tr_pts[:512], flip_perm, AugmentParams.none())[0]
+        sample = None  # an ONNX start's unfolded BatchNorms are calibrated on real crops (init_from)
+        if model_kind(cfg.init) == "onnx":
+            sample = augment_batch(tr_crops[:512], tr_pts[:512], flip_perm, AugmentParams.none())[0]
         init_from(model, cfg.init, cfg.arch, kps.names, log, sample)
     # fused Adam on CUDA: one kernel for all parameters, step counters on the device (no .item() per step)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
@@ -427,7 +430,7 @@ def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ..
 
     An exported ONNX file (e.g. the packaged model) works too: its folded BatchNorms come back with the
     statistics of `sample` (a batch of network inputs), so training starts from the exported function."""
-    if path.lower().endswith(".onnx"):
+    if model_kind(path) == "onnx":
         src, ckpt = load_onnx_model(path)
         if sample is not None:
             calibrate_batchnorm(src.to(sample.device), sample)

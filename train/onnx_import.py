@@ -6,27 +6,24 @@ The exporter folds each BatchNorm into the conv before it; `load_onnx_model` put
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import torch
 from torch import nn
 
+from engines.backend import ModelError
+from engines.model_meta import attribute_classes, info_from_metadata
 from train.checkpoint import CheckpointError
 from train.models import create_model
 
 ONNX_PREFIX = "net."  # the exported graph wraps the network as PixelModel.net
 
 
-def conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, nn.Conv2d, nn.BatchNorm2d]]:
-    """(conv name, conv, the BatchNorm right after it in registration order) for every bias-free conv."""
+def conv_batchnorm_pairs(model: nn.Module) -> list[tuple[str, str, nn.BatchNorm2d]]:
+    """(conv name, BatchNorm name, BatchNorm) for every bias-free conv with a BatchNorm right after it in
+    registration order."""
     mods = list(model.named_modules())
-    pairs = []
-    for k, (name, m) in enumerate(mods):
-        if isinstance(m, nn.Conv2d) and m.bias is None and k + 1 < len(mods) \
-                and isinstance(mods[k + 1][1], nn.BatchNorm2d):
-            pairs.append((name, m, mods[k + 1][1]))
-    return pairs
+    return [(name, mods[k + 1][0], mods[k + 1][1]) for k, (name, m) in enumerate(mods[:-1])
+            if isinstance(m, nn.Conv2d) and m.bias is None and isinstance(mods[k + 1][1], nn.BatchNorm2d)]
 
 
 def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
@@ -39,23 +36,25 @@ def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
         proto = onnx.load(path)
     except Exception as err:  # noqa: BLE001 - onnx raises several kinds for a bad file
         raise CheckpointError(f"{path} is not a readable ONNX model ({type(err).__name__})") from None
-    props = {p.key: p.value for p in proto.metadata_props}
     try:
-        arch = json.loads(props["arch"])
-        names = json.loads(props["keypoint_names"])
-        arch_kwargs = json.loads(props.get("arch_kwargs", "{}"))
-        heads = {a: len(c) for a, c in json.loads(props.get("attributes", "{}")).items()}
-        if "refine" in props:
-            raise CheckpointError(f"{path} is a cascade second stage; start from a first-stage model")
-        net = create_model(arch, len(names), attributes=heads, **arch_kwargs)
-    except (KeyError, ValueError, TypeError) as err:
-        raise CheckpointError(f"{path} has no usable fkd-track metadata ({err})") from None
+        info = info_from_metadata(path, {p.key: p.value for p in proto.metadata_props})
+    except ModelError as err:
+        raise CheckpointError(str(err)) from None
+    if "refine" in info.extra:
+        raise CheckpointError(f"{path} is a cascade second stage; start from a first-stage model")
+    arch, arch_kwargs = info.arch, dict(info.extra.get("arch_kwargs") or {})
+    heads = {a: len(c) for a, c in attribute_classes(info).items()}
+    try:
+        net = create_model(arch, info.num_keypoints, attributes=heads, **arch_kwargs)
+    except ValueError as err:
+        raise CheckpointError(f"{path}: {err}") from None
     weights = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
-    weights.update({k.removesuffix("__fp16"): v for k, v in weights.items() if k.endswith("__fp16")})
+    for node in proto.graph.node:  # weights stored in float16 (`export --half-weights`): Cast back to their names
+        if node.op_type == "Cast" and node.input[0] in weights:
+            weights[node.output[0]] = weights[node.input[0]]
     state = net.state_dict()
     pairs = conv_batchnorm_pairs(net)
-    bn_name = {id(m): n for n, m in net.named_modules()}
-    unfolded = {bn_name[id(bn)] for _, _, bn in pairs}
+    unfolded = {name for _, name, _ in pairs}
     for key in state:
         module = key.rpartition(".")[0]
         if module in unfolded or key.endswith("num_batches_tracked"):
@@ -63,11 +62,10 @@ def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
         if ONNX_PREFIX + key not in weights:
             raise CheckpointError(f"{path}: no weights for {key} of a {arch} model")
         state[key] = _tensor(weights[ONNX_PREFIX + key])
-    for conv, _, bn in pairs:  # the BN after each folded conv: identity, plus the folded bias
+    for conv, name, bn in pairs:  # the BN after each folded conv: identity, plus the folded bias
         bias = weights.get(f"{ONNX_PREFIX}{conv}.weight_bias")
         if bias is None:
             raise CheckpointError(f"{path}: no folded bias for {conv} of a {arch} model")
-        name = bn_name[id(bn)]
         state[f"{name}.weight"] = torch.ones_like(state[f"{name}.weight"])
         state[f"{name}.bias"] = _tensor(bias)
         state[f"{name}.running_mean"] = torch.zeros_like(state[f"{name}.running_mean"])
@@ -76,9 +74,8 @@ def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
         net.load_state_dict(state)
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit architecture {arch!r} ({err})") from None
-    meta = {"arch": arch, "arch_kwargs": arch_kwargs, "keypoint_names": names,
-            "flip_pairs": json.loads(props.get("flip_pairs", "[]")),
-            "keypoint_set": json.loads(props.get("keypoint_set", '""'))}
+    meta = {"arch": arch, "arch_kwargs": arch_kwargs, "keypoint_names": list(info.keypoint_names),
+            "flip_pairs": [list(p) for p in info.flip_pairs], "keypoint_set": info.extra.get("keypoint_set", "")}
     return net.eval(), meta
 
 

@@ -7,6 +7,7 @@ most trusted first; `HaarDetector.search` is one cascade pass, reused by the tra
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 from dataclasses import dataclass
@@ -216,18 +217,16 @@ class HaarDetector:
         passes = self.passes if passes is None else passes
         shrunk: dict[int, tuple[np.ndarray, float, int]] = {}  # the frame at each side, made once
         found: list[FaceBox] = []
-        group: list[FaceBox] = []
-        for i, ps in enumerate(passes):
-            side = p.max_side if ps.first else min(p.max_side, p.extra_max_side)
-            if side not in shrunk:
-                shrunk[side] = self._shrunk(gray, side)
-            small, scale, min_side = shrunk[side]
-            group += self.search(small, self.cascades[ps.cascade][1], mirror=ps.mirror, angle=ps.angle,
-                                 min_side=min_side, scale=scale)
-            nxt = passes[i + 1] if i + 1 < len(passes) else None
-            if nxt is None or (nxt.cascade, nxt.angle) != (ps.cascade, ps.angle):  # a cascade's passes, largest first
-                found += sorted(group, key=lambda b: -b.size)
-                group = []
+        for _, group in itertools.groupby(passes, key=lambda ps: (ps.cascade, ps.angle)):
+            boxes: list[FaceBox] = []  # a cascade's passes (a profile one and its mirror) together, largest first
+            for ps in group:
+                side = p.max_side if ps.first else min(p.max_side, p.extra_max_side)
+                if side not in shrunk:
+                    shrunk[side] = self._shrunk(gray, side)
+                small, scale, min_side = shrunk[side]
+                boxes += self.search(small, self.cascades[ps.cascade][1], mirror=ps.mirror, angle=ps.angle,
+                                     min_side=min_side, scale=scale)
+            found += sorted(boxes, key=lambda b: -b.size)
         return suppress(found, p.nms_iou)
 
     def _shrunk(self, gray: np.ndarray, max_side: int) -> tuple[np.ndarray, float, int]:

@@ -233,9 +233,7 @@ class Pipeline:
             return False, self.tracker.plan(frame.index, None)
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
-        passes = self._passes(kind)
-        if kind == SEARCH:
-            self._searches += 1
+        passes = self._next_passes(kind)
         if prep.ahead is not None and prep.ahead_kind == (kind, passes):
             whole = prep.ahead.result()
         else:
@@ -290,9 +288,7 @@ class Pipeline:
             looks = [(t.face_id, t.face_box) for t in self.tracker.tracks
                      if judged_now is None or t.face_id in judged_now]
             regions = self._regions(kind, gray.shape)
-            passes = self._passes(kind)
-            if kind == SEARCH:
-                self._searches += 1
+            passes = self._next_passes(kind)
             future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return detected, slots
@@ -342,6 +338,13 @@ class Pipeline:
             return None
         chosen = round_passes(passes, self._searches, self.params.search_passes)
         return None if chosen == passes else chosen
+
+    def _next_passes(self, kind: str) -> tuple[Pass, ...] | None:
+        """`_passes(kind)` for the round starting now, counting it when it is a SEARCH round."""
+        passes = self._passes(kind)
+        if kind == SEARCH:
+            self._searches += 1
+        return passes
 
     def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
         """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of

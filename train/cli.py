@@ -104,7 +104,8 @@ def _attr_weights(attr_weights: str, multitask: bool) -> dict[str, float]:
 def fit_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset from `train prepare`."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.csv, loss_curve.png)."),
-    arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, cnn, mlp, resnet18."),
+    arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, mlresnet_fast, cnn, mlp, "
+                                              "resnet18."),
     loss: str = typer.Option("masked", help="masked (MSE, ignores missing labels), wing (masked Wing loss) or "
                                             "complete-only (drops partial rows)."),
     epochs: int = typer.Option(30, min=1),
@@ -125,8 +126,10 @@ def fit_cmd(
     stop_k: int = typer.Option(5, min=1,
                                help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
     stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
-    init: str = typer.Option(None, "--init", help="Start from these weights (same arch, keypoints): a checkpoint, an "
-                                                  "exported ONNX model, or 'default' (the packaged model)."),
+    init: str = typer.Option(None, "--init", help="Start from these weights (same keypoints; every tensor of matching "
+                                                  "name and shape, so mlresnet_fast can start from mlresnet): a "
+                                                  "checkpoint, an exported ONNX model, or 'default' (the packaged "
+                                                  "model)."),
     pose_balance: float = typer.Option(0.0, "--pose-balance", min=0.0, max=1.0,
                                        help="Draw MTFL head poses (profile / turned / frontal) evenly: 0 = every "
                                             "face once per epoch, 1 = each pose group equally often."),

@@ -87,7 +87,7 @@ class FitConfig:
     attr_weights: dict[str, float] = field(default_factory=dict)  # lambda per attribute head; empty: single task
     stop_k: int = STOP_K  # task-wise early stopping of the attribute heads (TCDCN eq. 5)
     stop_epsilon: float = STOP_EPSILON
-    init: str | None = None  # start from this checkpoint's weights (same arch and keypoints), e.g. a cascade stage 2
+    init: str | None = None  # start from this checkpoint's weights (same keypoints), e.g. a cascade stage 2
     save_every: int = 1  # write last.pt / best.pt every N epochs (and always after the last one)
     pose_balance: float = 0.0  # 0: every face once per epoch; 1: each head-pose group drawn equally often
 
@@ -426,7 +426,8 @@ def stopped_tasks(history: list[dict], weights: dict[str, float], cfg: FitConfig
 
 def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ...], log: Callable[[str], None],
               sample: torch.Tensor | None = None) -> None:
-    """Copy the weights of checkpoint `path` (same arch and keypoints) into `model`; new heads stay fresh.
+    """Copy the weights of checkpoint `path` (same keypoints) into `model`: every tensor of matching name
+    and shape, so a variant (e.g. mlresnet_fast from mlresnet) starts from its parent; the rest stays fresh.
 
     An exported ONNX file (e.g. the packaged model) works too: its folded BatchNorms come back with the
     statistics of `sample` (a batch of network inputs), so training starts from the exported function."""
@@ -436,13 +437,17 @@ def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ..
             calibrate_batchnorm(src.to(sample.device), sample)
     else:
         src, ckpt = load_checkpoint(path)
-    if ckpt["arch"] != arch or tuple(ckpt["keypoint_names"]) != tuple(names):
+    if tuple(ckpt["keypoint_names"]) != tuple(names):
         raise CheckpointError(f"--init {path}: a {ckpt['arch']} model with {len(ckpt['keypoint_names'])} keypoints "
                               f"cannot start a {arch} model with {len(names)}")
     own = model.state_dict()
     state = {k: v for k, v in src.state_dict().items() if k in own and own[k].shape == v.shape}
+    weights = [k for k, v in state.items() if v.dim() > 1]
+    if not weights:
+        raise CheckpointError(f"--init {path}: a {ckpt['arch']} model shares no weights with a {arch} model")
     model.load_state_dict(state, strict=False)
-    log(f"initialised from {path} ({len(state)}/{len(own)} tensors)")
+    other = "" if ckpt["arch"] == arch else f", a {ckpt['arch']} model: the tensors of matching name and shape"
+    log(f"initialised from {path} ({len(state)}/{len(own)} tensors{other})")
 
 
 def write_metrics(path: str, history: list[dict]) -> None:

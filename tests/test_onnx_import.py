@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from engines.select import load_backend
+from engines.select import default_model_path, int8_sibling, load_backend
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
 from train.checkpoint import CheckpointError
@@ -61,6 +61,8 @@ def test_a_file_that_is_not_a_model_is_refused(tmp_path):
     bad.write_bytes(b"not an onnx file")
     with pytest.raises(CheckpointError, match="not a readable ONNX"):
         load_onnx_model(str(bad))
+    with pytest.raises(CheckpointError, match="INT8 .* start from its float model"):
+        load_onnx_model(int8_sibling(default_model_path()))  # its weights live in QDQ nodes
 
 
 def test_pose_balance_weights_even_out_the_pose_groups():

@@ -42,6 +42,9 @@ def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
         raise CheckpointError(str(err)) from None
     if "refine" in info.extra:
         raise CheckpointError(f"{path} is a cascade second stage; start from a first-stage model")
+    if "int8" in info.extra:
+        raise CheckpointError(f"{path} is an INT8 (quantised) model; start from its float model (e.g. "
+                              "default.onnx, not default.int8.onnx)")
     arch, arch_kwargs = info.arch, dict(info.extra.get("arch_kwargs") or {})
     heads = {a: len(c) for a, c in attribute_classes(info).items()}
     try:

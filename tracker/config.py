@@ -45,6 +45,8 @@ class TrackParams:
     # up to this factor (1: never; tracker.cadence.quiet_gap)
     search_extra_min: float = 1.4  # a search round's passes after the frontal one look only for faces at least
     # this many times the detector's smallest (--min-face); first frames, cuts and looks around faces: every size
+    around_min: float = 0.6  # a look around a doubtful or lost face searches only for faces at least this share
+    # of its size (0: every size the detector finds)
 
 
 @dataclass(frozen=True)

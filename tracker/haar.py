@@ -209,14 +209,15 @@ class HaarDetector:
         """Every pass of `detect`, in its trust order (`detector_passes`)."""
         return detector_passes(self.params)
 
-    def detect(self, image: np.ndarray, passes: tuple[Pass, ...] | None = None, *,
+    def detect(self, image: np.ndarray, passes: tuple[Pass, ...] | None = None, *, min_size: float | None = None,
                extra_min_size: float | None = None) -> list[FaceBox]:
         """Faces in a BGR or grey frame, in frame pixels: the first cascade's (largest first), then the other
         cascades', the mirrored profile pass and the turned passes (these on the frame shrunk to extra_max_side),
         each kept only where no earlier box is. `passes` (a subset of `self.passes`, in that order; None: all)
-        runs fewer of them, e.g. the tracker's search rounds (`round_passes`); `extra_min_size` (frame pixels,
-        None: `min_size`) makes every pass but the first look only for faces at least that large (cheaper: a
-        cascade's cost grows with the square of frame side over smallest face)."""
+        runs fewer of them, e.g. the tracker's search rounds (`round_passes`). The tracker's rounds also look for
+        larger faces only, which is cheaper (a cascade's cost grows with the square of frame side over smallest
+        face): `min_size` (pixels of `image`) makes every pass look only for faces at least that large as well as
+        at least `params.min_size`, `extra_min_size` every pass but the first. None: `params.min_size` alone."""
         gray = to_gray(image)
         p = self.params
         passes = self.passes if passes is None else passes
@@ -229,8 +230,9 @@ class HaarDetector:
                 if side not in shrunk:
                     shrunk[side] = self._shrunk(gray, side)
                 small, scale, min_side = shrunk[side]
-                if extra_min_size is not None and not ps.first:
-                    min_side = max(min_side, int(round(extra_min_size * scale)))
+                for least in (min_size, None if ps.first else extra_min_size):
+                    if least is not None:
+                        min_side = max(min_side, int(round(least * scale)))
                 boxes += self.search(small, self.cascades[ps.cascade][1], mirror=ps.mirror, angle=ps.angle,
                                      min_side=min_side, scale=scale)
             found += sorted(boxes, key=lambda b: -b.size)

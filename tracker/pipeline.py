@@ -424,11 +424,14 @@ class Pipeline:
 
     def _around(self, gray: np.ndarray, regions: list[FaceBox]) -> list[FaceBox]:
         """The detector on the region `around_margin` face sides wide around each box, at a scale where the
-        face is `around_face` times the detector's smallest face (never enlarged)."""
+        face is `around_face` times the detector's smallest face (never enlarged), for faces at least
+        `around_min` of the box's size."""
+        p = self.params
         out = []
         for box in regions:
-            scale = min(1.0, self.params.around_face * self._min_face() / max(box.size, 1.0))
-            out += detect_in_region(self.detector, gray, box.scaled(self.params.around_margin), scale)
+            scale = min(1.0, p.around_face * self._min_face() / max(box.size, 1.0))
+            least = p.around_min * box.size * scale if p.around_min > 0 else None
+            out += detect_in_region(self.detector, gray, box.scaled(p.around_margin), scale, least)
         return out
 
     def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, list[dict]]:
@@ -478,27 +481,31 @@ def _lap(clock, timings: dict[str, float], cpu: dict[str, float], stage: str, st
 
 
 def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float,
-                  passes: tuple[Pass, ...] | None = None, extra_min_size: float | None = None) -> list[FaceBox]:
-    """The detector (`passes` of it; None: all; `extra_min_size`: `HaarDetector.detect`'s, in the pixels of the
-    shrunk image) on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
+                  passes: tuple[Pass, ...] | None = None, min_size: float | None = None,
+                  extra_min_size: float | None = None) -> list[FaceBox]:
+    """The detector (`passes` of it; None: all; `min_size`, `extra_min_size`: `HaarDetector.detect`'s, in the
+    pixels of the shrunk image) on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
     kw = {} if passes is None else {"passes": passes}
-    if extra_min_size is not None:
-        kw["extra_min_size"] = extra_min_size
+    for name, value in (("min_size", min_size), ("extra_min_size", extra_min_size)):
+        if value is not None:
+            kw[name] = value
     if scale >= 1.0:
         return list(detector.detect(gray, **kw))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small, **kw)]
 
 
-def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float) -> list[FaceBox]:
-    """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale`;
-    boxes in image pixels. Nothing for a region (almost) outside the image."""
+def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float,
+                     min_size: float | None = None) -> list[FaceBox]:
+    """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale` (looking
+    for faces at least `min_size` there, in shrunk pixels, besides the detector's own smallest); boxes in image
+    pixels. Nothing for a region (almost) outside the image."""
     x, y, w, h = region.to_xywh()
     x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
     x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
     if min(x1 - x0, y1 - y0) * scale < 24:
         return []
-    boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale)
+    boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale, min_size=min_size)
     return [FaceBox(b.cx + x0, b.cy + y0, b.size, b.angle) for b in boxes]
 
 

@@ -86,6 +86,25 @@ def test_extra_min_size_bounds_the_passes_after_the_first_on_real_faces(ytf_face
     assert both.detect(turned, extra_min_size=1.3 * found.size) == []
 
 
+def test_min_size_bounds_every_pass_and_a_look_around_a_real_face(video_path):
+    """`min_size` (the tracker's looks around a face, `TrackParams.around_min`): every pass, the first too, looks
+    only for faces at least that large; a look around a real face finds it with a bound below its size (the
+    tracker's 0.6 of it) and not with one above."""
+    from tracker.pipeline import detect_in_region
+
+    with VideoSource(video_path) as src:
+        gray = cv2.cvtColor(next(iter(src)).image, cv2.COLOR_BGR2GRAY)
+    detector = HaarDetector()
+    face = detector.detect(gray)[0]
+    assert detector.detect(gray, min_size=1.3 * face.size) == []
+    assert detector.detect(gray, min_size=0.6 * face.size)[0].iou(face) > 0.8
+    scale = min(1.0, 2.0 * 40 / face.size)  # the face at 2x the smallest face, as the tracker looks
+    region = face.scaled(2.0)
+    near = detect_in_region(detector, gray, region, scale, min_size=0.6 * face.size * scale)
+    assert near and max(b.iou(face) for b in near) > 0.6
+    assert detect_in_region(detector, gray, region, scale, min_size=1.3 * face.size * scale) == []
+
+
 def _faces_per_id(pipeline: Pipeline, path) -> dict[int, int]:
     """{face id: frames it was written with success} over the video, one frame after another."""
     frames: dict[int, int] = {}

@@ -4,7 +4,8 @@ videos resized to 640x360; one OpenCV thread, process CPU time (robust on a mach
 `python benchmarks/detector_cost.py [ROUNDS]`; settings interleave frame by frame; prints medians and ratios.
 The last lines are the tracker's search rounds (tracker.pipeline): the default detector's first pass and
 `TrackParams.search_passes` of its other passes, in rotation (tracker.haar.round_passes), each round of the
-rotation on every frame, and their mean.
+rotation on every frame, and their mean; then the same with the other passes looking only for faces at least
+`TrackParams.search_extra_min` x the smallest face (the tracker's default) and, for the record, at every size.
 """
 
 from __future__ import annotations
@@ -52,25 +53,35 @@ def main(rounds: int = 1, shared: str = "../shared/data") -> None:
     default = HaarDetector()
     extra = DEFAULT_TRACK.search_passes
     rotation = len(default.passes) - 1
+    least = DEFAULT_TRACK.search_extra_min
     searches = {f"search round {r + 1}/{rotation}: frontal + {extra} extra": round_passes(default.passes, r, extra)
                 for r in range(rotation)}
-    times: dict[str, list[float]] = {k: [] for k in [*SETTINGS, *searches]}
+    times: dict[str, list[float]] = {k: [] for k in [*SETTINGS, *searches, "every-size"]}
     for _ in range(rounds):
         for f in images:
             for k, d in detectors.items():
                 t = time.process_time()
                 d.detect(f)
                 times[k].append((time.process_time() - t) * 1000.0)
+            every = 0.0
             for k, passes in searches.items():
                 t = time.process_time()
-                default.detect(f, passes)
+                default.detect(f, passes, extra_min_size=least * default.params.min_size)
                 times[k].append((time.process_time() - t) * 1000.0)
+                t = time.process_time()
+                default.detect(f, passes)
+                every += (time.process_time() - t) * 1000.0 / rotation
+            times["every-size"].append(every)
     base = float(np.median(times["frontal"]))
     print(f"{len(images)} frames at 640x360 x {rounds} round(s); median CPU ms per detection frame, one thread")
-    for k, v in times.items():
+    every = float(np.median(times.pop("every-size")))
+    for k in [*SETTINGS, *searches]:
+        v = times[k]
         print(f"{k:<46} {np.median(v):7.1f} ms {np.median(v) / base:6.2f}x")
     mean = float(np.mean([np.median(times[k]) for k in searches]))
-    print(f"{'tracker search round, mean of the rotation':<46} {mean:7.1f} ms {mean / base:6.2f}x")
+    print(f"{f'tracker search round, mean of the rotation (extra passes: faces >= {least:g}x the smallest)':<46} "
+          f"{mean:7.1f} ms {mean / base:6.2f}x")
+    print(f"{'the same, extra passes for faces of every size':<46} {every:7.1f} ms {every / base:6.2f}x")
 
 
 if __name__ == "__main__":

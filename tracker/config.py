@@ -38,6 +38,15 @@ class TrackParams:
     new_face_min: float = 0.25  # a new detection becomes a track only when the confidence of the keypoints
     # predicted in its crop (shape plausibility x agreement with the detection) reaches this
     face_check_min: float = 0.8  # ... and the face/non-face check (tracker.face_check) of its crop reaches this
+    idle_after: int = 3  # whole-frame rounds in a row that leave nothing tracked before the detector backs off
+    idle_every: int = 10  # ... to a search round every 2, 4, ... up to this many frames while nothing is tracked
+    # (a cut: a full round at once; 1: every frame; tracker.cadence.idle_gap)
+    quiet_stretch: int = 1  # the confident search interval doubles after each search that found nothing new,
+    # up to this factor (1: never; tracker.cadence.quiet_gap)
+    search_extra_min: float = 1.4  # a search round's passes after the frontal one look only for faces at least
+    # this many times the detector's smallest (--min-face); first frames, cuts and looks around faces: every size
+    around_min: float = 0.6  # a look around a doubtful or lost face searches only for faces at least this share
+    # of its size (0: every size the detector finds)
 
 
 @dataclass(frozen=True)

@@ -183,9 +183,10 @@ class HaarDetector:
 
     def search(self, gray: np.ndarray, cascade: cv2.CascadeClassifier, *, mirror: bool = False, angle: float = 0.0,
                min_side: int, max_side: int | None = None, min_neighbors: int | None = None,
-               scale: float = 1.0) -> list[FaceBox]:
+               scale: float = 1.0, scale_factor: float | None = None) -> list[FaceBox]:
         """One cascade over `gray` (already downscaled by `scale`), mirrored and/or turned by `angle` first;
-        boxes in the pixels of the image before downscaling."""
+        boxes in the pixels of the image before downscaling. `scale_factor` and `min_neighbors` override the
+        params' for this call."""
         p = self.params
         image, inverse = gray, None
         if angle:
@@ -197,7 +198,8 @@ class HaarDetector:
             image = cv2.flip(image, 1)
         kw = {} if max_side is None else {"maxSize": (max_side, max_side)}
         rects = cascade.detectMultiScale(
-            image, scaleFactor=p.scale_factor, minNeighbors=p.min_neighbors if min_neighbors is None else min_neighbors,
+            image, scaleFactor=p.scale_factor if scale_factor is None else scale_factor,
+            minNeighbors=p.min_neighbors if min_neighbors is None else min_neighbors,
             minSize=(min_side, min_side), **kw)
         width = image.shape[1] if mirror else None
         return [box_from_rect(r, angle, inverse, width, scale) for r in rects]
@@ -207,11 +209,15 @@ class HaarDetector:
         """Every pass of `detect`, in its trust order (`detector_passes`)."""
         return detector_passes(self.params)
 
-    def detect(self, image: np.ndarray, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+    def detect(self, image: np.ndarray, passes: tuple[Pass, ...] | None = None, *, min_size: float | None = None,
+               extra_min_size: float | None = None) -> list[FaceBox]:
         """Faces in a BGR or grey frame, in frame pixels: the first cascade's (largest first), then the other
         cascades', the mirrored profile pass and the turned passes (these on the frame shrunk to extra_max_side),
         each kept only where no earlier box is. `passes` (a subset of `self.passes`, in that order; None: all)
-        runs fewer of them, e.g. the tracker's search rounds (`round_passes`)."""
+        runs fewer of them, e.g. the tracker's search rounds (`round_passes`). The tracker's rounds also look for
+        larger faces only, which is cheaper (a cascade's cost grows with the square of frame side over smallest
+        face): `min_size` (pixels of `image`) makes every pass look only for faces at least that large as well as
+        at least `params.min_size`, `extra_min_size` every pass but the first. None: `params.min_size` alone."""
         gray = to_gray(image)
         p = self.params
         passes = self.passes if passes is None else passes
@@ -224,6 +230,9 @@ class HaarDetector:
                 if side not in shrunk:
                     shrunk[side] = self._shrunk(gray, side)
                 small, scale, min_side = shrunk[side]
+                for least in (min_size, None if ps.first else extra_min_size):
+                    if least is not None:
+                        min_side = max(min_side, int(round(least * scale)))
                 boxes += self.search(small, self.cascades[ps.cascade][1], mirror=ps.mirror, angle=ps.angle,
                                      min_side=min_side, scale=scale)
             found += sorted(boxes, key=lambda b: -b.size)

@@ -21,6 +21,7 @@ import numpy as np
 from engines.backend import Backend, ModelInfo
 from engines.errors import UserError
 from engines.model_meta import OUTPUT_NAME, attribute_classes, attribute_labels
+from tracker.cadence import idle_gap, quiet_gap
 from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
@@ -128,6 +129,8 @@ class Pipeline:
         self._job: _Job | None = None
         self._generation = 0
         self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
+        self._empty = 0  # whole-frame rounds in a row that left nothing tracked (tracker.cadence.idle_gap)
+        self._quiet = 0  # searches in a row that found no new face while every track was confident (quiet_gap)
         self.detect_cpu_ms = 0.0  # CPU ms spent in detection rounds on the worker thread
         # per-stage CPU time (FrameResult.cpu_ms) only when asked (bench): no clock reads per stage otherwise
         self.clock = time.thread_time if cpu_timing else _no_clock
@@ -170,12 +173,14 @@ class Pipeline:
         if prep.cut:
             self.tracker.drop_all()
             self._generation += 1
+            self._empty = self._quiet = 0
         if self.async_detect:
-            detected, slots = self._detect_async(gray, frame.index)
+            kind, slots = self._detect_async(gray, frame.index)
         else:
-            detected, slots = self._detect_now(prep)
+            kind, slots = self._detect_now(prep)
+        detected = kind is not None
         if upcoming is not None and not self.async_detect:
-            self._start_ahead(upcoming, bool(slots))
+            self._start_ahead(upcoming, bool(slots), kind)
         t = _lap(self.clock, timings, cpu, "detect", t)
 
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
@@ -198,7 +203,9 @@ class Pipeline:
             if slots:
                 points = refine_points(self.stage2, gray, points, [slot.box for slot in slots])
             t = _lap(self.clock, timings, cpu, REFINE_STAGE, t)
+        born = self.tracker.next_id
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
+        self._count_round(kind, self.tracker.next_id != born)
         # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
         slot_of = {id(slot.box): i for i, slot in enumerate(slots)}
         t = _lap(self.clock, timings, cpu, "post", t)
@@ -225,12 +232,13 @@ class Pipeline:
 
     # -- where and when the detector looks -------------------------------------------------------------
 
-    def _detect_now(self, prep: PreparedFrame) -> tuple[bool, list[Slot]]:
-        """This frame's detection round (if due) on this thread, or the one started ahead for it; the plan."""
+    def _detect_now(self, prep: PreparedFrame) -> tuple[str | None, list[Slot]]:
+        """This frame's detection round (if due) on this thread, or the one started ahead for it: where it looked
+        (None: no round), and the plan."""
         frame, gray = prep.frame, prep.gray
-        kind = self.tracker.detection_due(frame.index)
+        kind = self.due(frame.index)
         if kind is None:  # a round started ahead for nothing finishes on the worker, unused
-            return False, self.tracker.plan(frame.index, None)
+            return None, self.tracker.plan(frame.index, None)
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
         passes = self._next_passes(kind)
@@ -246,17 +254,22 @@ class Pipeline:
             if missed and (judged is None or slot.track.face_id in judged) \
                     and self.verifier.holds_face(gray, slot.box):
                 self.tracker.confirm(slot.track, frame.index)
-        return True, slots
+        return kind, slots
 
-    def _start_ahead(self, upcoming: PreparedFrame, faces_now: bool) -> None:
+    def _start_ahead(self, upcoming: PreparedFrame, faces_now: bool, kind_now: str | None) -> None:
         """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one.
 
-        `faces_now`: this frame has faces to crop. Without a cut the next frame gets a FULL round only while
-        nothing is tracked, so one is started only when this frame found nothing either (a round started for
-        nothing costs a whole detection frame)."""
+        `faces_now`: this frame has faces to crop; `kind_now`: its round. Without a cut the next frame gets a FULL
+        round only while nothing is tracked, so one is started only when this frame found nothing either (a round
+        started for nothing costs a whole detection frame), and only when the idle back-off, counting this
+        frame's round, lets it run."""
         if upcoming.ahead is not None:
             return
-        kind = FULL if upcoming.cut else self.tracker.detection_due(upcoming.frame.index)
+        if upcoming.cut:
+            kind = FULL
+        else:
+            empty = self._empty + (kind_now in (FULL, SEARCH)) if not faces_now else None
+            kind = self.due(upcoming.frame.index, empty)
         if kind == FULL and not upcoming.cut and faces_now:
             return
         if kind in (FULL, SEARCH):
@@ -264,16 +277,16 @@ class Pipeline:
             upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind, passes)
             upcoming.ahead_kind = (kind, passes)
 
-    def _detect_async(self, gray: np.ndarray, index: int) -> tuple[bool, list[Slot]]:
+    def _detect_async(self, gray: np.ndarray, index: int) -> tuple[str | None, list[Slot]]:
         """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
-        waits for the detector."""
-        job, detections, judged, held = self._job, None, None, set()
+        waits for the detector. Returns where the round applied here looked (None: none) and the plan."""
+        job, detections, judged, held, applied = self._job, None, None, set(), None
         if job is not None and job.future.done():
             self._job = None
             boxes, held = job.future.result()
             if job.generation == self._generation:  # a round from before a cut saw another shot
                 alive = {t.face_id for t in self.tracker.tracks}
-                detections = boxes
+                detections, applied = boxes, job.kind
                 judged = None if job.judged is None else job.judged & alive
         detected = detections is not None
         slots = self.tracker.plan(index, detections, judged)
@@ -282,7 +295,7 @@ class Pipeline:
                 if slot.track is not None and slot.detection is None and slot.track.face_id in held:
                     self.tracker.confirm(slot.track, index)
                 slot.verified = slot.track is None  # the round checked its new faces on their own frame
-        kind = self.tracker.detection_due(index)
+        kind = self.due(index)
         if self._job is None and kind is not None and not detected:
             judged_now = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
             looks = [(t.face_id, t.face_box) for t in self.tracker.tracks
@@ -291,7 +304,45 @@ class Pipeline:
             passes = self._next_passes(kind)
             future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
-        return detected, slots
+        return applied, slots
+
+    def due(self, index: int, empty: int | None = None) -> str | None:
+        """Where the detector looks on frame `index` (FULL, SEARCH, AROUND) or None: `Tracker.detection_due`,
+        with the whole-frame rounds spaced out while nothing is tracked (`idle_gap`; `empty` overrides the count
+        of empty rounds; once backed off they are SEARCH rounds, each running part of the detector's passes)
+        and while every track is confident and the searches find nothing new (`quiet_gap`). The first frame,
+        the frame after a cut and the first `idle_after` frames without a track get a FULL round."""
+        tr, p = self.tracker, self.params
+        kind = tr.detection_due(index)
+        if tr.last_search is None or p.detect_every <= 1:
+            return kind
+        since = index - tr.last_search
+        if kind == FULL and not tr.tracks:
+            empty = self._empty if empty is None else empty
+            if since < idle_gap(empty, p.idle_after, p.idle_every):
+                return None
+            return FULL if empty < p.idle_after else SEARCH
+        if kind == SEARCH and not tr.lost and self._confident():
+            gap = quiet_gap(p.detect_every * p.confident_stretch, self._quiet, p.quiet_stretch)
+            return kind if since >= gap else None
+        return kind
+
+    def _confident(self) -> bool:
+        """Every track is confident, as `Tracker.detection_due` counts it for its stretched search interval."""
+        p = self.params
+        return all(t.confidence >= p.confident_above and not t.misses and not t.looked_closer
+                   for t in self.tracker.tracks)
+
+    def _count_round(self, kind: str | None, born: bool) -> None:
+        """After a frame's track update: count whole-frame rounds that left nothing tracked (`_empty`) and
+        searches that found no new face with every track confident (`_quiet`); any doubt resets the latter."""
+        tracked = bool(self.tracker.tracks)
+        whole = kind in (FULL, SEARCH)
+        self._empty = 0 if tracked else self._empty + whole
+        if not tracked or not self._confident() or (whole and born):
+            self._quiet = 0
+        elif whole:
+            self._quiet += 1
 
     def _round_job(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None, regions: list[FaceBox],
                    looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
@@ -348,11 +399,13 @@ class Pipeline:
 
     def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
         """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
-        it only); AROUND: none."""
+        it only, the passes after the first for faces at least `search_extra_min` x its smallest); AROUND: none."""
         if kind == FULL:
             return list(self.detector.detect(gray))
         if kind == SEARCH:
-            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]), passes)
+            extra = self.params.search_extra_min * self._min_face()
+            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]), passes,
+                                 extra_min_size=extra if self.params.search_extra_min > 1.0 else None)
         return []
 
     def _regions(self, kind: str, shape: tuple) -> list[FaceBox]:
@@ -371,11 +424,14 @@ class Pipeline:
 
     def _around(self, gray: np.ndarray, regions: list[FaceBox]) -> list[FaceBox]:
         """The detector on the region `around_margin` face sides wide around each box, at a scale where the
-        face is `around_face` times the detector's smallest face (never enlarged)."""
+        face is `around_face` times the detector's smallest face (never enlarged), for faces at least
+        `around_min` of the box's size."""
+        p = self.params
         out = []
         for box in regions:
-            scale = min(1.0, self.params.around_face * self._min_face() / max(box.size, 1.0))
-            out += detect_in_region(self.detector, gray, box.scaled(self.params.around_margin), scale)
+            scale = min(1.0, p.around_face * self._min_face() / max(box.size, 1.0))
+            least = p.around_min * box.size * scale if p.around_min > 0 else None
+            out += detect_in_region(self.detector, gray, box.scaled(p.around_margin), scale, least)
         return out
 
     def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, list[dict]]:
@@ -425,25 +481,31 @@ def _lap(clock, timings: dict[str, float], cpu: dict[str, float], stage: str, st
 
 
 def detect_scaled(detector: HaarDetector, gray: np.ndarray, scale: float,
-                  passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
-    """The detector (`passes` of it; None: all) on the grey image shrunk by `scale` (<= 1), boxes back in the
-    image's pixels."""
+                  passes: tuple[Pass, ...] | None = None, min_size: float | None = None,
+                  extra_min_size: float | None = None) -> list[FaceBox]:
+    """The detector (`passes` of it; None: all; `min_size`, `extra_min_size`: `HaarDetector.detect`'s, in the
+    pixels of the shrunk image) on the grey image shrunk by `scale` (<= 1), boxes back in the image's pixels."""
     kw = {} if passes is None else {"passes": passes}
+    for name, value in (("min_size", min_size), ("extra_min_size", extra_min_size)):
+        if value is not None:
+            kw[name] = value
     if scale >= 1.0:
         return list(detector.detect(gray, **kw))
     small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     return [FaceBox(b.cx / scale, b.cy / scale, b.size / scale, b.angle) for b in detector.detect(small, **kw)]
 
 
-def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float) -> list[FaceBox]:
-    """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale`;
-    boxes in image pixels. Nothing for a region (almost) outside the image."""
+def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, scale: float,
+                     min_size: float | None = None) -> list[FaceBox]:
+    """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale` (looking
+    for faces at least `min_size` there, in shrunk pixels, besides the detector's own smallest); boxes in image
+    pixels. Nothing for a region (almost) outside the image."""
     x, y, w, h = region.to_xywh()
     x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
     x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
     if min(x1 - x0, y1 - y0) * scale < 24:
         return []
-    boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale)
+    boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale, min_size=min_size)
     return [FaceBox(b.cx + x0, b.cy + y0, b.size, b.angle) for b in boxes]
 
 

@@ -31,7 +31,7 @@ def test_the_packaged_model_imports_as_the_same_function(model_path, crops):
     if model_path.endswith(".engine"):
         pytest.skip("FKD_TEST_MODEL is a TensorRT engine")
     net, meta = load_onnx_model(model_path)
-    assert meta["arch"] == "mlresnet" and tuple(meta["keypoint_names"]) == KAGGLE15.names
+    assert meta["arch"] == "mlresnet_fast" and tuple(meta["keypoint_names"]) == KAGGLE15.names
     expected = load_backend(model_path, "onnxruntime").predict(crops[:, 0])
     assert np.abs(_keypoints(net, crops) - expected).max() < 1e-3  # crop pixels
 

@@ -97,7 +97,7 @@ def test_the_yaw_proxy_orders_the_mtfl_pose_classes_and_a_mirror_turns_it(mtfl_p
     points, poses = mtfl_poses
     yaw = yaw_proxy(points)
     medians = [np.median(yaw[poses == c]) for c in range(5)]  # left profile, left, frontal, right, right profile
-    assert all(a < b for a, b in zip(medians, medians[1:]))
+    assert all(np.diff(medians) > 0)
     assert abs(medians[2]) < 0.05 < POSE_EDGES[0] < abs(medians[1]) < POSE_EDGES[1] < abs(medians[0])
     np.testing.assert_allclose(yaw_proxy(mirror_shapes(points)), -yaw, atol=1e-12)
     assert abs(yaw_proxy(MEAN_SHAPE)) < 0.01 and POSE_EDGES[0] < yaw_proxy(TURNED_SHAPE) < POSE_EDGES[1]

@@ -1,14 +1,16 @@
-"""The mean Kaggle face shape and its per-coordinate spread, after similarity (Procrustes) alignment.
+"""Mean face shapes per head pose (frontal, turned, profile) and their per-coordinate spread, after similarity
+(Procrustes) alignment, and the distance of a shape from the nearest of them.
 
-The numbers below were computed once by `fit_mean_shape(load_kaggle_shapes(...))` from the 2140 complete rows
-of ../shared/data/kaggle/facial_keypoints_labels.csv; tests/test_tracker_mean_shape.py recomputes them.
+The numbers below were computed once: the frontal shape by `fit_mean_shape(load_kaggle_shapes(...))` from the 2140
+complete rows of ../shared/data/kaggle/facial_keypoints_labels.csv, the turned and profile ones by `fit_pose_shapes`
+from the YouTube-Faces labels; tests/test_tracker_mean_shape.py recomputes them.
 """
 
 from __future__ import annotations
 
-import numpy as np
-
 from dataclasses import dataclass
+
+import numpy as np
 
 from tracker.keypoints import KAGGLE15
 

@@ -34,10 +34,10 @@ def _frame(path, index: int):
 
 
 def test_a_turning_face_keeps_one_track_with_success_from_the_first_frame(shared_data, backend):
-    """orlando_bloom.avi: the main face turns from three-quarter (first frames) to profile (frames 125-135). With
-    the frontal shape alone its turned frames scored below the success mark (confidence 0.19-0.23 at frames
-    128-134); judged against the nearest head pose's shape it is written with success on every frame, under one
-    id, and the clip's other two people are each found once."""
+    """orlando_bloom.avi: the main face turns between three-quarter and profile (frames 5 and 40 to one side, 130 to
+    the other). With the frontal shape alone its profile frames scored below the success mark (confidence
+    0.19-0.23 at frames 128-134); judged against the nearest head pose's shape it is written with success on every
+    frame, under one id, and the clip's other two people are each found once."""
     pipeline = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     rows: dict[int, list] = {}
     with VideoSource(shared_data / "videos" / "orlando_bloom.avi") as src:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tests.conftest import MTFL_SPEC, YTF_SPEC
 from tracker.confidence import shape_score
 from tracker.keypoints import KAGGLE15
 from tracker.mean_shape import (
@@ -25,8 +26,6 @@ from tracker.mean_shape import (
     fit_mean_shape,
     fit_pose_shapes,
     load_kaggle_shapes,
-    load_mtfl_poses,
-    load_ytf_shapes,
     mirror_shapes,
     pose_distances,
     pose_edges,
@@ -79,14 +78,20 @@ def test_real_faces_score_high_and_broken_shapes_low(kaggle_shapes, ytf_faces):
 
 @pytest.fixture(scope="module")
 def mtfl_poses(shared_data) -> tuple[np.ndarray, np.ndarray]:
-    return load_mtfl_poses(str(shared_data / "mtfl" / "training.txt"))
+    """The MTFL faces' Kaggle points (the five labelled, NaN elsewhere) and pose labels 0..4."""
+    from train.datasets import load_dataset
+
+    fs = load_dataset(MTFL_SPEC)
+    return fs.box_points, fs.attributes[:, 3].astype(int)
 
 
-def test_pose_constants_are_recomputed_from_the_youtube_faces_and_mtfl_labels(shared_data, mtfl_poses):
+def test_pose_constants_are_recomputed_from_the_youtube_faces_and_mtfl_labels(mtfl_poses):
+    from train.datasets import load_dataset
+
     edges = pose_edges(*mtfl_poses)
     np.testing.assert_allclose(POSE_EDGES, edges, atol=1e-4)
-    ytf = load_ytf_shapes(str(shared_data / "ytf" / "training_frames_keypoints.csv"))
-    assert ytf.shape == (3531, 15, 2)
+    ytf = load_dataset(YTF_SPEC).box_points
+    assert ytf.shape == (3531, 15, 2) and np.isfinite(ytf).all()
     (turned, turned_std, turned_q), (profile, profile_std, profile_q) = fit_pose_shapes(ytf, edges)
     for got, want in ((TURNED_SHAPE, turned), (TURNED_STD, turned_std), (TURNED_QUANTILES, turned_q),
                       (PROFILE_SHAPE, profile), (PROFILE_STD, profile_std), (PROFILE_QUANTILES, profile_q)):

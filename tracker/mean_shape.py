@@ -60,9 +60,9 @@ DISTANCE_QUANTILES = np.array([
     1.08903, 1.19836, 1.32497, 1.51532, 1.80036, 2.43490, 15.25734,
 ])
 
-# Fitted once by `fit_pose_shapes(load_ytf_shapes(...), pose_edges(*load_mtfl_poses(...)))` from the 3531 YouTube-Faces
-# frames (15 points from the 68 labelled) and their mirror images, binned by `yaw_proxy` at the MTFL pose classes'
-# bounds; tests/test_tracker_mean_shape.py recomputes them. Both are seen turned to the subject's left.
+# Fitted once by `fit_pose_shapes` from the 3531 YouTube-Faces frames (their 15 Kaggle points, from the 68 labelled)
+# and their mirror images, binned by `yaw_proxy` at the bounds `pose_edges` takes from the 10000 MTFL faces' pose
+# labels; tests/test_tracker_mean_shape.py recomputes them. Both are seen turned to the subject's left.
 POSE_EDGES = (0.17519, 0.38733)  # |yaw_proxy|: frontal below the first, turned, profile from the second
 
 TURNED_SHAPE = np.array([
@@ -235,40 +235,10 @@ def mirror_shapes(points: np.ndarray) -> np.ndarray:
     return out[..., KAGGLE15.flip_permutation, :]
 
 
-def load_ytf_shapes(path: str) -> np.ndarray:
-    """The YouTube-Faces label table (68 iBUG points per frame) as (N, 15, 2) Kaggle points (the shared data's
-    README gives the mapping; tracker.keypoints derives it)."""
-    import pandas as pd
-
-    from tracker.keypoints import IBUG68, map_keypoints
-
-    values = pd.read_csv(path).iloc[:, 1:].to_numpy(dtype=np.float64).reshape(-1, 68, 2)
-    shapes = map_keypoints(values, IBUG68, KAGGLE15)
-    return shapes[np.isfinite(shapes).all(axis=(1, 2))]
-
-
-def load_mtfl_poses(path: str) -> tuple[np.ndarray, np.ndarray]:
-    """MTFL `training.txt`: (N, 15, 2) Kaggle points (the five given, NaN elsewhere) and the head-pose label
-    0..4 (left profile, left, frontal, right, right profile)."""
-    names = ("right_eye_center", "left_eye_center", "nose_tip", "mouth_right_corner", "mouth_left_corner")
-    idx = [KAGGLE15.index(n) for n in names]  # MTFL lists the image's left first
-    shapes, poses = [], []
-    with open(path) as f:
-        for line in f:
-            parts = line.split()
-            if len(parts) != 15:
-                continue
-            v = np.array(parts[1:11], dtype=np.float64)
-            p = np.full((len(KAGGLE15), 2), np.nan)
-            p[idx, 0], p[idx, 1] = v[:5], v[5:]
-            shapes.append(p)
-            poses.append(int(parts[14]) - 1)
-    return np.array(shapes), np.array(poses)
-
-
 def pose_edges(mtfl_points: np.ndarray, mtfl_poses: np.ndarray) -> tuple[float, float]:
     """The |yaw_proxy| bounds between frontal, turned and profile faces: midway between the medians of the MTFL
-    classes (frontal; left and right; left and right profile)."""
+    classes (frontal; left and right; left and right profile), from MTFL faces' (N, 15, 2) Kaggle points (the five
+    it labels) and pose labels 0..4 (left profile, left, frontal, right, right profile)."""
     a = np.abs(yaw_proxy(mtfl_points))
     frontal, turned, profile = (float(np.median(a[np.isin(mtfl_poses, c)])) for c in ((2,), (1, 3), (0, 4)))
     return (frontal + turned) / 2.0, (turned + profile) / 2.0

@@ -9,30 +9,25 @@ import math
 
 import numpy as np
 
-from tracker.mean_shape import DISTANCE_QUANTILES, shape_distance, subset_shape
+from tracker.mean_shape import pose_distances
 
-# The 95th percentile of real labelled Kaggle shapes: distances up to here count as fully plausible.
-TYPICAL_DISTANCE = float(DISTANCE_QUANTILES[19])
 MISS_FACTOR = 0.7  # share of its agreement a face keeps while the full-frame detector does not find it
 
 
 def shape_score(points: np.ndarray, indices: list[int] | None = None) -> float:
-    """1 for a shape as close to the mean Kaggle face as 95 % of real faces, falling towards 0 as the shape
-    departs further (halved every TYPICAL_DISTANCE beyond it); 0 for non-finite points.
+    """1 for a shape as close to the mean face of one head pose (frontal, turned or profile to either side:
+    `tracker.mean_shape.POSE_SHAPES`) as 95 % of that pose's real faces, falling towards 0 as the shape departs
+    further from the nearest (halved every such distance beyond it); 0 for non-finite points.
 
     `points` are in KAGGLE15 order; with `indices`, only those points are judged (a model that predicts
     fewer, e.g. five); fewer than three points carry no shape, and score 1.
     """
-    pts = np.asarray(points, dtype=np.float64)
-    if indices is None:
-        d = shape_distance(pts)
-    elif len(indices) < 3:
+    if indices is not None and len(indices) < 3:
         return 1.0
-    else:
-        d = shape_distance(pts[list(indices)], *subset_shape(indices))
-    if not math.isfinite(d):
+    r = float(np.min(pose_distances(points, indices)))
+    if not math.isfinite(r):
         return 0.0
-    return float(0.5 ** (max(0.0, d - TYPICAL_DISTANCE) / TYPICAL_DISTANCE))
+    return float(0.5 ** max(0.0, r - 1.0))
 
 
 def detector_agreement(iou: float, missed: bool = False) -> float:

@@ -1,10 +1,14 @@
-"""The mean Kaggle face shape and its per-coordinate spread, after similarity (Procrustes) alignment.
+"""Mean face shapes per head pose (frontal, turned, profile) and their per-coordinate spread, after similarity
+(Procrustes) alignment, and the distance of a shape from the nearest of them.
 
-The numbers below were computed once by `fit_mean_shape(load_kaggle_shapes(...))` from the 2140 complete rows
-of ../shared/data/kaggle/facial_keypoints_labels.csv; tests/test_tracker_mean_shape.py recomputes them.
+The numbers below were computed once: the frontal shape by `fit_mean_shape(load_kaggle_shapes(...))` from the 2140
+complete rows of ../shared/data/kaggle/facial_keypoints_labels.csv, the turned and profile ones by `fit_pose_shapes`
+from the YouTube-Faces labels; tests/test_tracker_mean_shape.py recomputes them.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -56,6 +60,91 @@ DISTANCE_QUANTILES = np.array([
     1.08903, 1.19836, 1.32497, 1.51532, 1.80036, 2.43490, 15.25734,
 ])
 
+# Fitted once by `fit_pose_shapes` from the 3531 YouTube-Faces frames (their 15 Kaggle points, from the 68 labelled)
+# and their mirror images, binned by `yaw_proxy` at the bounds `pose_edges` takes from the 10000 MTFL faces' pose
+# labels; tests/test_tracker_mean_shape.py recomputes them. Both are seen turned to the subject's left.
+POSE_EDGES = (0.17519, 0.38733)  # |yaw_proxy|: frontal below the first, turned, profile from the second
+
+TURNED_SHAPE = np.array([
+    [0.59314, -0.36669],
+    [-0.67548, -0.34348],
+    [0.34515, -0.34769],
+    [0.77625, -0.38355],
+    [-0.42661, -0.33761],
+    [-0.96825, -0.34845],
+    [0.45387, -0.79567],
+    [0.99712, -0.72064],
+    [-0.27410, -0.78205],
+    [-1.30001, -0.67923],
+    [0.29479, 0.44361],
+    [0.49283, 1.12683],
+    [-0.55884, 1.14527],
+    [0.14478, 0.97407],
+    [0.10535, 1.41526],
+])
+TURNED_STD = np.array([
+    [0.04235, 0.05341],
+    [0.04309, 0.03926],
+    [0.04363, 0.04935],
+    [0.07002, 0.08024],
+    [0.04067, 0.04081],
+    [0.05886, 0.04675],
+    [0.05270, 0.06738],
+    [0.09553, 0.10477],
+    [0.06548, 0.08463],
+    [0.07493, 0.06051],
+    [0.05579, 0.12534],
+    [0.07267, 0.08375],
+    [0.08759, 0.06564],
+    [0.04949, 0.08251],
+    [0.05235, 0.09331],
+])
+TURNED_QUANTILES = np.array([
+    0.16267, 0.33370, 0.42534, 0.47529, 0.50878, 0.56047, 0.59897,
+    0.66437, 0.72027, 0.77400, 0.83373, 0.89535, 0.95988, 1.03167,
+    1.12479, 1.23459, 1.37502, 1.52690, 1.76936, 2.33713, 6.75219,
+])
+
+PROFILE_SHAPE = np.array([
+    [0.50049, -0.37773],
+    [-0.62208, -0.38279],
+    [0.27624, -0.36279],
+    [0.61442, -0.38764],
+    [-0.40209, -0.36671],
+    [-0.91889, -0.39126],
+    [0.50164, -0.82783],
+    [0.77015, -0.72594],
+    [-0.14044, -0.82515],
+    [-1.24921, -0.74109],
+    [0.49800, 0.46923],
+    [0.38486, 1.19702],
+    [-0.57567, 1.19574],
+    [0.21955, 1.03451],
+    [0.14305, 1.49244],
+])
+PROFILE_STD = np.array([
+    [0.05743, 0.05739],
+    [0.05252, 0.05178],
+    [0.05188, 0.05556],
+    [0.08918, 0.08645],
+    [0.04385, 0.04936],
+    [0.06995, 0.06409],
+    [0.05870, 0.07085],
+    [0.12830, 0.11811],
+    [0.07895, 0.08280],
+    [0.08934, 0.07548],
+    [0.07485, 0.11160],
+    [0.12671, 0.13644],
+    [0.10954, 0.06351],
+    [0.05402, 0.08363],
+    [0.05068, 0.09252],
+])
+PROFILE_QUANTILES = np.array([
+    0.17340, 0.30030, 0.37089, 0.44583, 0.49206, 0.52978, 0.56692,
+    0.61157, 0.64639, 0.70338, 0.76317, 0.82833, 0.88110, 0.98874,
+    1.03301, 1.17062, 1.28899, 1.38243, 1.52707, 2.01982, 17.78142,
+])
+
 
 def normalise_shape(points: np.ndarray) -> np.ndarray:
     """Points (..., K, 2) moved to centroid 0 and scaled to root-mean-square radius 1."""
@@ -87,13 +176,14 @@ def shape_distance(points: np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.nd
     return float((z**2).mean())
 
 
-def subset_shape(indices: list[int] | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def subset_shape(indices: list[int] | np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.ndarray = SHAPE_STD
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """(mean, std) for some of the 15 points (KAGGLE15 indices), renormalised as `normalise_shape` would
     normalise those points alone; for models that predict a subset (e.g. the five MTFL points)."""
     idx = np.asarray(indices)
-    sub = MEAN_SHAPE[idx] - MEAN_SHAPE[idx].mean(axis=0)
+    sub = mean[idx] - mean[idx].mean(axis=0)
     rms = float(np.sqrt((sub**2).sum(axis=1).mean()))
-    return sub / rms, SHAPE_STD[idx] / rms
+    return sub / rms, std[idx] / rms
 
 
 def load_kaggle_shapes(path: str) -> np.ndarray:
@@ -117,3 +207,87 @@ def fit_mean_shape(shapes: np.ndarray, iterations: int = 10) -> tuple[np.ndarray
     std = aligned.std(axis=0)
     dist = np.array([shape_distance(s, mean, std) for s in shapes])
     return mean, std, np.quantile(dist, np.linspace(0.0, 1.0, 21))
+
+
+# -- head pose: the shape of a turned face ----------------------------------------------------------------------
+
+YAW_POINTS = ("left_eye_center", "right_eye_center", "nose_tip", "mouth_left_corner", "mouth_right_corner")
+
+
+def yaw_proxy(points: np.ndarray) -> np.ndarray:
+    """How far a face is turned, from its five MTFL points (..., 15, 2): the nose tip's offset along the eye line
+    from the midpoint of the eye and mouth centres, in inter-ocular distances (0 frontal; positive when the nose
+    points to the subject's left, i.e. the image's right; NaN where a point is missing)."""
+    p = np.asarray(points, dtype=np.float64)
+    le, re, nose, ml, mr = (p[..., KAGGLE15.index(n), :] for n in YAW_POINTS)
+    eye = le - re
+    d = np.hypot(eye[..., 0], eye[..., 1])
+    mid = (le + re + ml + mr) / 4.0
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return ((nose - mid) * eye).sum(axis=-1) / (d * d)
+
+
+def mirror_shapes(points: np.ndarray) -> np.ndarray:
+    """The same faces seen in a mirror (..., 15, 2): x negated and left/right points swapped (a face turned to
+    its left becomes one turned to its right)."""
+    out = np.array(points, dtype=np.float64, copy=True)
+    out[..., 0] *= -1.0
+    return out[..., KAGGLE15.flip_permutation, :]
+
+
+def pose_edges(mtfl_points: np.ndarray, mtfl_poses: np.ndarray) -> tuple[float, float]:
+    """The |yaw_proxy| bounds between frontal, turned and profile faces: midway between the medians of the MTFL
+    classes (frontal; left and right; left and right profile), from MTFL faces' (N, 15, 2) Kaggle points (the five
+    it labels) and pose labels 0..4 (left profile, left, frontal, right, right profile)."""
+    a = np.abs(yaw_proxy(mtfl_points))
+    frontal, turned, profile = (float(np.median(a[np.isin(mtfl_poses, c)])) for c in ((2,), (1, 3), (0, 4)))
+    return (frontal + turned) / 2.0, (turned + profile) / 2.0
+
+
+def fit_pose_shapes(shapes: np.ndarray, edges: tuple[float, float]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`fit_mean_shape` of the turned and of the profile faces among `shapes` (|yaw_proxy| within `edges`, and
+    beyond the second), each face and its mirror image counted, seen turned to the subject's left."""
+    both = np.concatenate([shapes, mirror_shapes(shapes)])
+    yaw = yaw_proxy(both)
+    bins = ((yaw >= edges[0]) & (yaw < edges[1]), yaw >= edges[1])
+    return [fit_mean_shape(both[b]) for b in bins]
+
+
+@dataclass(frozen=True)
+class PoseShape:
+    """One head pose's mean shape, its per-coordinate spread and the `shape_distance` 95 % of its real faces stay
+    within (`typical`)."""
+
+    name: str
+    mean: np.ndarray
+    std: np.ndarray
+    typical: float
+
+    def mirrored(self, name: str) -> PoseShape:
+        """The same pose turned the other way."""
+        return PoseShape(name, mirror_shapes(self.mean), self.std[KAGGLE15.flip_permutation], self.typical)
+
+
+def _pose_shapes() -> tuple[PoseShape, ...]:
+    turned = PoseShape("turned to its left", TURNED_SHAPE, TURNED_STD, float(TURNED_QUANTILES[19]))
+    profile = PoseShape("profile to its left", PROFILE_SHAPE, PROFILE_STD, float(PROFILE_QUANTILES[19]))
+    return (PoseShape("frontal", MEAN_SHAPE, SHAPE_STD, float(DISTANCE_QUANTILES[19])),
+            turned, turned.mirrored("turned to its right"), profile, profile.mirrored("profile to its right"))
+
+
+# frontal (Kaggle), then turned and profile to each side (YouTube-Faces)
+POSE_SHAPES = _pose_shapes()
+
+
+def pose_distances(points: np.ndarray, indices: list[int] | None = None) -> np.ndarray:
+    """`shape_distance` of points (15, 2) to each of POSE_SHAPES, in units of that pose's `typical` distance (1:
+    as far as the 95th percentile of its real faces); with `indices`, only those Kaggle points are judged."""
+    p = np.asarray(points, dtype=np.float64)
+    out = []
+    for pose in POSE_SHAPES:
+        if indices is None:
+            d = shape_distance(p, pose.mean, pose.std)
+        else:
+            d = shape_distance(p[list(indices)], *subset_shape(indices, pose.mean, pose.std))
+        out.append(d / pose.typical)
+    return np.array(out)

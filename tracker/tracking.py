@@ -165,7 +165,10 @@ class Tracker:
         if judged is None:
             self.last_search = frame_index
         p = self.params
-        pairs = match_boxes([t.face_box for t in self.tracks], detections, p.match_iou)
+        # tracks are upright boxes: compare them with each detection's upright square (a rotated detection's
+        # bounding rectangle is up to 1.4x its side, so a small turned hit inside a face would outscore the face)
+        upright = [upright_of(d) for d in detections]
+        pairs = match_boxes([t.face_box for t in self.tracks], upright, p.match_iou)
         slots = []
         for ti, track in enumerate(self.tracks):
             di = pairs.get(ti)
@@ -175,7 +178,7 @@ class Tracker:
                 slots.append(Slot(track.box, track))
                 continue
             det = detections[di]
-            box = track.box if track.face_box.iou(det) >= p.reseed_iou else det
+            box = track.box if track.face_box.iou(upright[di]) >= p.reseed_iou else det
             slots.append(Slot(pull_towards(box, det, p.detector_pull), track, det))
         claimed = set(pairs.values())
         for di, d in enumerate(detections):

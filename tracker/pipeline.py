@@ -322,16 +322,10 @@ class Pipeline:
             if since < idle_gap(empty, p.idle_after, p.idle_every):
                 return None
             return FULL if empty < p.idle_after else SEARCH
-        if kind == SEARCH and not tr.lost and self._confident():
+        if kind == SEARCH and not tr.lost and self.tracker.all_confident():
             gap = quiet_gap(p.detect_every * p.confident_stretch, self._quiet, p.quiet_stretch)
             return kind if since >= gap else None
         return kind
-
-    def _confident(self) -> bool:
-        """Every track is confident, as `Tracker.detection_due` counts it for its stretched search interval."""
-        p = self.params
-        return all(t.confidence >= p.confident_above and not t.misses and not t.looked_closer
-                   for t in self.tracker.tracks)
 
     def _count_round(self, kind: str | None, born: bool) -> None:
         """After a frame's track update: count whole-frame rounds that left nothing tracked (`_empty`) and
@@ -339,7 +333,7 @@ class Pipeline:
         tracked = bool(self.tracker.tracks)
         whole = kind in (FULL, SEARCH)
         self._empty = 0 if tracked else self._empty + whole
-        if not tracked or not self._confident() or (whole and born):
+        if not tracked or not self.tracker.all_confident() or (whole and born):
             self._quiet = 0
         elif whole:
             self._quiet += 1

@@ -125,15 +125,20 @@ class Tracker:
         p = self.params
         if self.last_search is None or not self.tracks or p.detect_every == 1:
             return FULL
-        confident = all(t.confidence >= p.confident_above and not t.misses and not t.looked_closer
-                        for t in self.tracks)
-        if frame_index - self.last_search >= p.detect_every * (p.confident_stretch if confident else 1):
+        stretch = p.confident_stretch if self.all_confident() else 1
+        if frame_index - self.last_search >= p.detect_every * stretch:
             return SEARCH
         if self.lost:
             return AROUND
         doubtful = any(t.misses or t.confidence < p.redetect_below for t in self.tracks)
         since = frame_index - (self.last_detection if self.last_detection is not None else self.last_search)
         return AROUND if doubtful and since >= p.redetect_gap else None
+
+    def all_confident(self) -> bool:
+        """Every track is at least `confident_above` and neither missed nor found only by a closer look: the
+        whole-frame search may then wait `confident_stretch` times longer."""
+        p = self.params
+        return all(t.confidence >= p.confident_above and not t.misses and not t.looked_closer for t in self.tracks)
 
     def doubtful(self) -> list[Track]:
         """The tracks an AROUND round looks at: missed, or below `redetect_below`."""

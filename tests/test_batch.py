@@ -179,8 +179,15 @@ def test_wrong_out_dir_or_list_file_is_one_error_line_before_any_work(tmp_path, 
 
 @pytest.mark.slow
 def test_ctrl_c_keeps_finished_outputs_and_leaves_no_temp_files(tmp_path, all_video_paths, reference):
+    # each shared clip three times under other names (links): enough work that Ctrl-C after the first finished
+    # input always finds some unfinished, however fast the machine and the model
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    for copy in "abc":
+        for video in all_video_paths:
+            (inputs / f"{copy}-{video.name}").symlink_to(video)
     out_dir = tmp_path / "out"
-    proc = start_cli("batch", *all_video_paths, "--out-dir", out_dir, "--jobs", "2")
+    proc = start_cli("batch", *sorted(inputs.iterdir()), "--out-dir", out_dir, "--jobs", "2")
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and not any(p.suffix == ".csv" and not p.name.startswith(".")
                                                   for p in out_dir.glob("*.csv") if p.name != "summary.csv"):
@@ -190,9 +197,9 @@ def test_ctrl_c_keeps_finished_outputs_and_leaves_no_temp_files(tmp_path, all_vi
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     finished = [p for p in out_dir.glob("*.csv") if p.name != "summary.csv"]
-    assert 1 <= len(finished) < 3
+    assert 1 <= len(finished) < 9
     for p in finished:
-        assert p.read_bytes() == reference[p.stem]
+        assert p.read_bytes() == reference[p.stem[2:]]
     assert temp_files(out_dir) == []
     statuses = sorted(r["status"] for r in summary(out_dir).values())
     assert statuses.count("ok") == len(finished) and "interrupted" in statuses

@@ -104,8 +104,9 @@ def _attr_weights(attr_weights: str, multitask: bool) -> dict[str, float]:
 def fit_cmd(
     data: Path = typer.Option(..., "--data", help="Prepared dataset from `train prepare`."),
     out: Path = typer.Option(..., "--out", help="Run directory (checkpoints, metrics.csv, loss_curve.png)."),
-    arch: str = typer.Option("mlresnet", help="Architecture from the registry: mlresnet, mlresnet_fast, cnn, mlp, "
-                                              "resnet18."),
+    arch: str = typer.Option(None, help="Architecture from the registry: mlresnet, mlresnet_fast, cnn, mlp, "
+                                        "resnet18 (default: the --init model's, or the run's with --resume, else "
+                                        "mlresnet)."),
     loss: str = typer.Option("masked", help="masked (MSE, ignores missing labels), wing (masked Wing loss) or "
                                             "complete-only (drops partial rows)."),
     epochs: int = typer.Option(30, min=1),
@@ -156,14 +157,18 @@ def fit_cmd(
     claim_run_folder(out, resume, force, inputs=[data, init])
     _need_torch()
     from train.augment import AugmentParams
-    from train.fit import FitConfig, fit
+    from train.fit import FitConfig, fit, model_arch
     from train.masked_loss import LOSSES
     from train.models import MODELS, create_model, parse_arch_options
 
+    inherited: dict = {}
+    if arch is None:  # fine-tuning or resuming keeps the model's own architecture and options
+        source = os.path.join(out, "last.pt") if resume else init
+        arch, inherited = model_arch(source) if source and os.path.isfile(source) else ("mlresnet", {})
     if arch not in MODELS:
         raise UserError(f"unknown --arch {arch!r}; known: {', '.join(MODELS)}")
     try:
-        arch_kwargs = parse_arch_options(arch_option)
+        arch_kwargs = parse_arch_options(arch_option) if arch_option else inherited
         create_model(arch, **arch_kwargs)  # fails fast on an option the architecture does not take
         augment_params = AugmentParams.scaled(augment)
     except ValueError as err:

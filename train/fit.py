@@ -424,6 +424,13 @@ def stopped_tasks(history: list[dict], weights: dict[str, float], cfg: FitConfig
     return out
 
 
+def model_arch(path: str) -> tuple[str, dict]:
+    """(architecture, model options) of a checkpoint or an exported ONNX model: what `fit --init`/`--resume`
+    build when no --arch is given."""
+    _, ckpt = load_onnx_model(path) if model_kind(path) == "onnx" else load_checkpoint(path)
+    return str(ckpt["arch"]), dict(ckpt.get("arch_kwargs") or {})
+
+
 def init_from(model: torch.nn.Module, path: str, arch: str, names: tuple[str, ...], log: Callable[[str], None],
               sample: torch.Tensor | None = None) -> None:
     """Copy the weights of checkpoint `path` (same keypoints) into `model`: every tensor of matching name

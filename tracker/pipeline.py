@@ -322,7 +322,7 @@ class Pipeline:
             if since < idle_gap(empty, p.idle_after, p.idle_every):
                 return None
             return FULL if empty < p.idle_after else SEARCH
-        if kind == SEARCH and not tr.lost and self.tracker.all_confident():
+        if kind == SEARCH and not tr.lost and tr.all_confident():
             gap = quiet_gap(p.detect_every * p.confident_stretch, self._quiet, p.quiet_stretch)
             return kind if since >= gap else None
         return kind

@@ -12,6 +12,7 @@ from torch import nn
 
 from engines.backend import ModelError
 from engines.model_meta import attribute_classes, info_from_metadata
+from engines.quantize import INT8_KEY
 from train.checkpoint import CheckpointError
 from train.models import create_model
 
@@ -42,7 +43,7 @@ def load_onnx_model(path: str) -> tuple[nn.Module, dict]:
         raise CheckpointError(str(err)) from None
     if "refine" in info.extra:
         raise CheckpointError(f"{path} is a cascade second stage; start from a first-stage model")
-    if "int8" in info.extra:
+    if INT8_KEY in info.extra:
         raise CheckpointError(f"{path} is an INT8 (quantised) model; start from its float model (e.g. "
                               "default.onnx, not default.int8.onnx)")
     arch, arch_kwargs = info.arch, dict(info.extra.get("arch_kwargs") or {})

@@ -340,7 +340,7 @@ def cuda_tests(cuda: bool, timeout_s: float) -> dict:
     skip with their reasons). Missing ../shared/data makes the real-face tests skip, and says so."""
     if timeout_s < 30:
         raise Skip(f"only {timeout_s:.0f} s left for the tests")
-    cmd = [sys.executable, "-m", "pytest", "-q", "-rs", "-p", "no:cacheprovider", *TEST_FILES]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-rfEs", "-p", "no:cacheprovider", *TEST_FILES]
     if not cuda:
         cmd += ["-k", "cuda or tensorrt_engine"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

@@ -49,7 +49,7 @@ def test_default_model_is_accurate_on_held_out_faces(spec, shared_data):
     m = keypoint_metrics(pred, np.stack(truth), KAGGLE15)
     assert m["n_images"] == len(rows) >= 40
     # an untrained network is off by ~10-20 px and the first CPU model by 2.4-2.8 px; the shipped one gives
-    # 1.3 (MTFL) and 1.8 px (YouTube-Faces) here, NME 0.046 and 0.064 (the previous one 1.4 and 1.9 px)
+    # 1.18 (MTFL) and 1.75 px (YouTube-Faces) here, NME 0.041 and 0.063 (the previous one 1.30 and 1.79 px)
     assert m["rmse_px"] < 2.3
     assert m["nme_interocular"] < 0.085
 

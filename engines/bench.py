@@ -5,9 +5,8 @@ Batches are built from real face crops; warm-up calls are excluded and GPU work 
 
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -64,32 +63,6 @@ def bench_backend(
         rows.append(BenchRow(backend.name, batch, batch * len(times) / float(np.sum(times)),
                              float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), len(times)))
     return rows
-
-
-def crops_from_frames(frames: Iterable[np.ndarray], max_faces: int = 64, every: int = 1) -> np.ndarray:
-    """Haar-detect faces in BGR/grey frames and cut them with tracker.crop.crop_face: (N, 96, 96) uint8."""
-    from tracker.crop import crop_face
-    from tracker.haar import HaarDetector
-
-    detector, out = HaarDetector(), []
-    for i, frame in enumerate(frames):
-        if i % every:
-            continue
-        for box in detector.detect(frame):
-            out.append(crop_face(frame, box)[0])
-            if len(out) >= max_faces:
-                return np.stack(out)
-    if not out:
-        raise ValueError("no face found in the frames given")
-    return np.stack(out)
-
-
-def crops_from_video(path: str | os.PathLike, max_faces: int = 64, every: int = 3) -> np.ndarray:
-    """Face crops from a real video (every `every`-th frame), for benchmark input."""
-    from tracker.sources import VideoSource
-
-    with VideoSource(path) as source:
-        return crops_from_frames((f.image for f in source), max_faces, every)
 
 
 def format_rows(rows: Sequence[BenchRow]) -> str:

@@ -14,11 +14,12 @@ import torch
 from torch import nn
 
 from engines.backend import ModelError
-from engines.bench import bench_backend, crops_from_video
+from engines.bench import bench_backend
 from engines.select import load_backend
 from engines.tensorrt_env import current_gpu, tensorrt_available
 from tests.conftest import count_denormals
 from tests.test_gpu_paths_cpu import FP16_MAX_PX, FP16_MEAN_PX
+from tracker.bench import crops_from_video
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
 from train.checkpoint import model_meta, save_checkpoint

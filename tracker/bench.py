@@ -11,21 +11,45 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, replace
 
 import cv2
 import numpy as np
 
 from engines.backend import Backend
-from engines.bench import BenchRow, bench_backend, crops_from_video
+from engines.bench import BenchRow, bench_backend
 from engines.errors import UserError
 from tracker.config import SmoothParams, TrackParams
+from tracker.crop import crop_face
 from tracker.haar import HaarDetector
 from tracker.live import live_opencv_threads
 from tracker.pipeline import Pipeline
 from tracker.results import REFINE_STAGE, stage_names
 from tracker.sources import Frame, FrameSource, LatestFrameSource, VideoSource
 from tracker.stream import StreamStats, run_stream
+
+
+def crops_from_frames(frames: Iterable[np.ndarray], max_faces: int = 64, every: int = 1) -> np.ndarray:
+    """Haar-detect faces in BGR/grey frames and cut them with tracker.crop.crop_face: (N, 96, 96) uint8."""
+    detector, out = HaarDetector(), []
+    for i, frame in enumerate(frames):
+        if i % every:
+            continue
+        for box in detector.detect(frame):
+            out.append(crop_face(frame, box)[0])
+            if len(out) >= max_faces:
+                return np.stack(out)
+    if not out:
+        raise ValueError("no face found in the frames given")
+    return np.stack(out)
+
+
+def crops_from_video(path: str | os.PathLike, max_faces: int = 64, every: int = 3) -> np.ndarray:
+    """Face crops from a real video (every `every`-th frame), for benchmark input."""
+    with VideoSource(path) as source:
+        return crops_from_frames((f.image for f in source), max_faces, every)
+
 
 MODES = ("tracking", "detect every frame", "tracking, pipelined")
 

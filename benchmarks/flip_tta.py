@@ -12,9 +12,9 @@ import sys
 import numpy as np
 import torch
 
+from engines.checkpoint import load_checkpoint
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
-from train.checkpoint import load_checkpoint
 from train.fit import split_indices, to_targets
 from train.prepare import load_prepared
 

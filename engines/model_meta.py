@@ -49,7 +49,7 @@ def attribute_labels(outputs: Mapping[str, Sequence], classes: Mapping[str, Sequ
 
 
 def info_from_checkpoint(path: str, ckpt: Mapping) -> ModelInfo:
-    """A ModelInfo from a train/ checkpoint dict (see train.checkpoint.model_meta)."""
+    """A ModelInfo from a train/ checkpoint dict (see engines.checkpoint.model_meta)."""
     try:
         names = tuple(ckpt["keypoint_names"])
         pairs = tuple(tuple(p) for p in ckpt.get("flip_pairs", ()))

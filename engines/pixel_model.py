@@ -44,9 +44,9 @@ def flush_denormals(module: nn.Module) -> int:
 
 
 def load_pixel_model(checkpoint_path: str) -> tuple[PixelModel, ModelInfo]:
-    """Load a train/ checkpoint as an eval-mode PixelModel plus its ModelInfo, denormal weights flushed to 0;
-    ModelError on a bad file."""
-    from train.checkpoint import CheckpointError, load_checkpoint
+    """Load a checkpoint (engines.checkpoint; `train fit` writes them) as an eval-mode PixelModel plus its
+    ModelInfo, denormal weights flushed to 0; ModelError on a bad file."""
+    from engines.checkpoint import CheckpointError, load_checkpoint
 
     path = require_model_file(str(checkpoint_path))
     try:

@@ -102,8 +102,8 @@ def test_onnx_without_fkd_metadata(tmp_path):
 def test_bad_checkpoints(tmp_path):
     import torch
 
-    from train.checkpoint import model_meta, save_checkpoint
-    from train.models import create_model
+    from engines.checkpoint import model_meta, save_checkpoint
+    from engines.models import create_model
 
     good = tmp_path / "mlp.pt"
     save_checkpoint(str(good), create_model("mlp"), model_meta("mlp", {}, KAGGLE15))

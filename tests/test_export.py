@@ -15,6 +15,8 @@ from torch import nn
 
 from engines.backend import ModelError
 from engines.bench import bench_backend
+from engines.checkpoint import model_meta, save_checkpoint
+from engines.models import create_model
 from engines.select import load_backend
 from engines.tensorrt_env import current_gpu, tensorrt_available
 from tests.conftest import count_denormals
@@ -22,8 +24,6 @@ from tests.test_gpu_paths_cpu import FP16_MAX_PX, FP16_MEAN_PX
 from tracker.bench import crops_from_video
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
-from train.checkpoint import model_meta, save_checkpoint
-from train.models import create_model
 
 REPO = Path(__file__).resolve().parent.parent
 NO_TENSORRT = "TensorRT is not installed (import tensorrt fails)"

@@ -13,11 +13,11 @@ import pytest
 import torch
 from torch import nn
 
+from engines.models import create_model
 from engines.pixel_model import PixelModel
 from engines.torch_backend import GRAPH_BATCHES, StaticBatch, padded_batch, run_padded
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
-from train.models import create_model
 
 REPO = Path(__file__).resolve().parent.parent
 # float16 keeps 11 significant bits (relative step 2^-11 ~ 5e-4 per rounding). Through ten layers and the

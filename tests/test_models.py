@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from train.models import create_model, parse_arch_options
+from engines.models import create_model, parse_arch_options
 
 
 def test_model_options_parse_to_keyword_arguments():
@@ -59,8 +59,8 @@ def test_the_efficient_variant_is_the_paper_net_with_a_strided_stem():
 def test_a_variant_starts_from_its_parents_weights(tmp_path):
     """`--init` with a parent architecture copies every tensor of matching name and shape (all but the FC
     for mlresnet -> mlresnet_fast); a model sharing no weights is refused."""
+    from engines.checkpoint import CheckpointError, model_meta, save_checkpoint
     from tracker.keypoints import get_keypoint_set
-    from train.checkpoint import CheckpointError, model_meta, save_checkpoint
     from train.fit import init_from
 
     kps = get_keypoint_set("kaggle15")

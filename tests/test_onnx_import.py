@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from engines.checkpoint import CheckpointError
 from engines.select import default_model_path, int8_sibling, load_backend
 from tracker.crop import box_from_keypoints, crop_face
 from tracker.keypoints import KAGGLE15
-from train.checkpoint import CheckpointError
 from train.fit import pose_balance_weights
 from train.masked_loss import masked_mse, masked_wing
 from train.onnx_import import calibrate_batchnorm, load_onnx_model

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from engines.models import MODELS, create_model
 from tests.conftest import MTFL_SPEC, YTF_SPEC
-from train.models import MODELS, create_model
 from train.prepare import prepare
 from train.report import find_runs, first_layer_filters
 

@@ -119,10 +119,10 @@ def test_corrupt_and_foreign_timing_caches_are_replaced(trt, onnx_model, tmp_pat
 
 
 def test_unsupported_versions_and_multitask_models_are_refused_before_building(trt, tmp_path, monkeypatch):
+    from engines.checkpoint import model_meta, save_checkpoint
     from engines.export import export_onnx
+    from engines.models import create_model
     from engines.tensorrt_build import build_engine
-    from train.checkpoint import model_meta, save_checkpoint
-    from train.models import create_model
     from train.multitask import attribute_classes
 
     ckpt = tmp_path / "heads.pt"

@@ -11,11 +11,11 @@ import pytest
 import torch
 from torch.fx.experimental.proxy_tensor import make_fx
 
+from engines.models import create_model
 from tests.conftest import YTF_SPEC
 from train.augment import AugmentParams
 from train.fit import FitConfig, fit, step_loss, to_targets, validate
 from train.masked_loss import complete_only_mse, masked_mse
-from train.models import create_model
 from train.multitask import flip_labels, flip_tables, masked_cross_entropy
 
 # aten ops that need the host to see device data: a GPU sync each time they run
@@ -95,7 +95,7 @@ def ytf40(tmp_path_factory, shared_data):
 def test_logged_train_loss_is_the_mean_over_the_batches(ytf40, tmp_path):
     """lr 0, no augmentation, no dropout or BN (mlp): every batch sees the same weights, so the logged loss
     is the mean of the batch losses; with equal batches of fully labelled faces, the mean over the faces."""
-    from train.checkpoint import load_checkpoint
+    from engines.checkpoint import load_checkpoint
     from train.fit import split_indices
     from train.prepare import load_prepared
 

@@ -156,10 +156,10 @@ def fit_cmd(
         raise UserError(f"--init: no such file: {init}")
     claim_run_folder(out, resume, force, inputs=[data, init])
     _need_torch()
+    from engines.models import MODELS, create_model, parse_arch_options
     from train.augment import AugmentParams
     from train.fit import FitConfig, fit, model_arch
     from train.masked_loss import LOSSES
-    from train.models import MODELS, create_model, parse_arch_options
 
     inherited: dict = {}
     if arch is None:  # fine-tuning or resuming keeps the model's own architecture and options
@@ -272,9 +272,9 @@ def compare_cmd(
 ) -> None:
     """Train models on one split and write a Table-2 style comparison (default: the paper's three runs)."""
     _need_torch()
+    from engines.models import MODELS
     from train.compare import PAPER_RUNS, compare
     from train.fit import FitConfig
-    from train.models import MODELS
 
     if resume and force:
         raise UserError("--resume and --force exclude each other: continue the runs, or start them over")

@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 import torch
 
+from engines.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 from engines.errors import Terminated
 from engines.model_file import model_kind
+from engines.models import create_model
 from engines.output_files import atomic_path
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
-from train.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
 from train.datasets import ATTRIBUTES
 from train.distributed import (
     DistContext,
@@ -38,7 +39,6 @@ from train.distributed import (
     wrap_model,
 )
 from train.masked_loss import LOSSES
-from train.models import create_model
 from train.multitask import (
     STOP_EPSILON,
     STOP_K,

@@ -208,11 +208,11 @@ def host_syncs(data: str) -> dict:
     """Synchronising CUDA calls per training step, counted by torch.cuda.set_sync_debug_mode("warn")."""
     import torch
 
+    from engines.models import create_model
     from tracker.keypoints import get_keypoint_set
     from train.augment import AugmentParams
     from train.fit import train_step
     from train.masked_loss import masked_mse
-    from train.models import create_model
     from train.prepare import load_prepared
 
     if not torch.cuda.is_available():

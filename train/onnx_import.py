@@ -11,10 +11,10 @@ import torch
 from torch import nn
 
 from engines.backend import ModelError
+from engines.checkpoint import CheckpointError
 from engines.model_meta import attribute_classes, info_from_metadata
+from engines.models import create_model
 from engines.quantize import INT8_KEY
-from train.checkpoint import CheckpointError
-from train.models import create_model
 
 ONNX_PREFIX = "net."  # the exported graph wraps the network as PixelModel.net
 

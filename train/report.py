@@ -70,8 +70,8 @@ def report(run_dir: str, data: str | None = None, out_dir: str | None = None, n_
 
     Without `data` (a prepared file) only the curves and filters are drawn: CED curves and crops need faces.
     """
+    from engines.checkpoint import load_checkpoint
     from engines.torch_backend import TorchBackend
-    from train.checkpoint import load_checkpoint
 
     runs = find_runs(run_dir)
     if not runs:

@@ -6,24 +6,37 @@ Saved atomically (temp file + rename), so an interrupted save never leaves a bro
 from __future__ import annotations
 
 import os
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from engines.errors import UserError
+from engines.models import create_model
 from engines.output_files import atomic_path
-from tracker.keypoints import KeypointSet
-from train.models import create_model
 
 FORMAT = "fkd-track-checkpoint"
+
+
+class KeypointSchema(Protocol):
+    """What a checkpoint records of its keypoint set (a tracker.keypoints.KeypointSet)."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def names(self) -> Sequence[str]: ...
+
+    @property
+    def flip_pairs(self) -> Sequence[tuple[str, str]]: ...
 
 
 class CheckpointError(UserError):
     """A checkpoint that is missing, truncated or not from fkd-track."""
 
 
-def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSet, data: dict | None = None,
+def model_meta(arch: str, arch_kwargs: dict, kps: KeypointSchema, data: dict | None = None,
                attributes: dict[str, list[str]] | None = None, refine: dict | None = None) -> dict[str, Any]:
     """The self-description carried by checkpoints and exported models.
 

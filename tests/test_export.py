@@ -192,7 +192,7 @@ def test_onnx_inference_does_not_import_torch(exported, real_crops):
     assert run.returncode == 0, run.stderr
 
 
-def test_bench_harness_on_real_video_crops(exported, video_path):
+def test_bench_harness_on_real_video_crops(exported, video_path, haar_detection):
     crops = crops_from_video(video_path, max_faces=16)
     assert crops.shape == (16, 96, 96) and crops.dtype == np.uint8
     backend = load_backend(exported, "onnxruntime")

@@ -84,7 +84,7 @@ def test_bf16_autocast_step_dtypes_on_cpu():
 
 
 @pytest.fixture(scope="module")
-def ytf40(tmp_path_factory, shared_data):
+def ytf40(tmp_path_factory, shared_data, haar_detection):
     from train.prepare import prepare
 
     path = tmp_path_factory.mktemp("tp") / "ytf.npz"

@@ -27,14 +27,18 @@ KAGGLE_LABELS = SHARED / "kaggle" / "facial_keypoints_labels.csv"
 VIDEOS = SHARED / "videos"
 
 
+def missing(msg: str) -> None:
+    """Something the tests need is not on this machine: a failure under CI (CI=true), a skip elsewhere."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     """The shared data folder; fails under CI when absent, skips elsewhere."""
     if not (SHARED / "README.md").is_file():
-        msg = f"shared data not found at {SHARED} (set FKD_SHARED_DATA or put ../shared beside the repo)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(f"shared data not found at {SHARED} (set FKD_SHARED_DATA or put ../shared beside the repo)")
     return SHARED
 
 
@@ -45,10 +49,7 @@ def haar_detection() -> None:
     import cv2
 
     if not hasattr(cv2, "CascadeClassifier"):
-        msg = f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in 5.0; the project pins opencv-python<5)"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(msg)
-        pytest.skip(msg)
+        missing(f"OpenCV {cv2.__version__} has no CascadeClassifier (removed in 5.0; the project pins opencv-python<5)")
 
 
 @dataclass

@@ -183,10 +183,10 @@ class HaarDetector:
 
     def search(self, gray: np.ndarray, cascade: cv2.CascadeClassifier, *, mirror: bool = False, angle: float = 0.0,
                min_side: int, max_side: int | None = None, min_neighbors: int | None = None,
-               scale: float = 1.0, scale_factor: float | None = None) -> list[FaceBox]:
+               scale: float = 1.0) -> list[FaceBox]:
         """One cascade over `gray` (already downscaled by `scale`), mirrored and/or turned by `angle` first;
-        boxes in the pixels of the image before downscaling. `scale_factor` and `min_neighbors` override the
-        params' for this call."""
+        boxes in the pixels of the image before downscaling. `min_neighbors` overrides the params' for this
+        call."""
         p = self.params
         image, inverse = gray, None
         if angle:
@@ -198,7 +198,7 @@ class HaarDetector:
             image = cv2.flip(image, 1)
         kw = {} if max_side is None else {"maxSize": (max_side, max_side)}
         rects = cascade.detectMultiScale(
-            image, scaleFactor=p.scale_factor if scale_factor is None else scale_factor,
+            image, scaleFactor=p.scale_factor,
             minNeighbors=p.min_neighbors if min_neighbors is None else min_neighbors,
             minSize=(min_side, min_side), **kw)
         width = image.shape[1] if mirror else None

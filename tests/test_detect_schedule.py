@@ -229,8 +229,8 @@ def test_search_rounds_stretch_while_the_searches_find_nothing_new(backend, vide
         pipe = Pipeline(HaarDetector(), backend, TrackParams(quiet_stretch=stretch), DEFAULT_SMOOTH)
         kinds: list[str | None] = []
 
-        def due(index, empty=None, kinds=kinds, plain=pipe.due):
-            kinds.append(plain(index, empty))
+        def due(index, kinds=kinds, plain=pipe.due):
+            kinds.append(plain(index))
             return kinds[-1]
 
         pipe.due = due

@@ -18,6 +18,7 @@ from tracker.haar import HaarDetector
 from tracker.pipeline import Pipeline
 from tracker.sources import ChainSource, Frame, VideoSource
 from tracker.stream import run_stream
+from tracker.tracking import FULL, SEARCH
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +34,8 @@ def clips(all_video_paths) -> ChainSource:
     return ChainSource([VideoSource(names["orlando_bloom.avi"]), VideoSource(names["0492_03_009_bill_gates.avi"])])
 
 
-def track_to_csv(backend, source, path, pipelined: bool, on_frame=None):
-    pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+def track_to_csv(backend, source, path, pipelined: bool, on_frame=None, pipe: Pipeline | None = None):
+    pipe = pipe or Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
     writer = KeypointCsvWriter(path, pipe.kps.columns)
     try:
         with source:
@@ -49,11 +50,40 @@ def stage_threads() -> list[str]:
 
 def test_pipelined_csv_is_byte_identical_to_sequential(backend, all_video_paths, tmp_path):
     seq = track_to_csv(backend, clips(all_video_paths), tmp_path / "seq.csv", pipelined=False)
-    pip = track_to_csv(backend, clips(all_video_paths), tmp_path / "pip.csv", pipelined=True)
+    pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+    pip = track_to_csv(backend, clips(all_video_paths), tmp_path / "pip.csv", pipelined=True, pipe=pipe)
     assert pip.frames == seq.frames == 139 + 202 and pip.scene_cuts == seq.scene_cuts == 1
     assert pip.detections == seq.detections and pip.faces == seq.faces
+    # every whole-frame round but the first frame's ran ahead on the look-ahead thread (the rest: looks around)
+    assert pipe.ahead_used >= 0.8 * pip.detections
     assert (tmp_path / "pip.csv").read_bytes() == (tmp_path / "seq.csv").read_bytes()
     assert stage_threads() == []  # every stage ended
+
+
+def test_the_next_round_starts_ahead_on_the_frame_the_schedule_names(backend, video_path):
+    """Bill Gates, one confident face after the first frame's FULL round: with 24 frames read ahead the next
+    whole-frame round (the SEARCH 20 frames after the last) starts at once on frame 20 and on no frame before
+    it, and frame 20 uses it; a cut in the window is started first instead (a cut always gets a FULL round)."""
+    with VideoSource(video_path) as src:
+        frames = [f for f, _ in zip(src, range(30), strict=False)]
+    for cut_at in (None, 7):
+        pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+        try:
+            preps = [pipe.prepare(f) for f in frames]
+            assert not any(p.cut for p in preps)
+            if cut_at is not None:
+                preps[cut_at].cut = True
+            pipe.run(preps[0])
+            assert pipe.tracker.all_confident() and pipe.due(20) == SEARCH
+            pipe.run(preps[1], preps[2:26])
+            started = {p.frame.index: p.ahead_kind[0] for p in preps if p.ahead is not None}
+            assert started == ({20: SEARCH} if cut_at is None else {cut_at: FULL})
+            if cut_at is None:
+                results = [pipe.run(preps[i], preps[i + 1:i + 25]) for i in range(2, 21)]
+                assert [r.index for r in results if r.detected] == [20] and pipe.ahead_used == 1
+        finally:
+            pipe.close()
+    assert stage_threads() == []
 
 
 def test_pipelined_interrupt_drains_every_stage(backend, all_video_paths, tmp_path):

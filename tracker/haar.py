@@ -176,6 +176,11 @@ class HaarDetector:
             raise ValueError("the detector needs at least one cascade")
         self.cascades = [(name, load_cascade(name)) for name in self.params.cascades]
 
+    def twin(self) -> HaarDetector:
+        """A detector with the same settings and cascade objects of its own, for another thread (one cascade
+        object is never used by two threads at once)."""
+        return HaarDetector(self.params)
+
     @property
     def cascade(self) -> cv2.CascadeClassifier:
         """The first (frontal) cascade."""

@@ -12,6 +12,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -69,8 +70,8 @@ def model_attributes(backend: Backend) -> dict[str, list[str]]:
 class PreparedFrame:
     """A frame with what can be worked out before its turn: its grey image and whether it starts a new shot.
 
-    `ahead` is a whole-frame detection started early on a worker thread (pipelined files), `ahead_kind`
-    where it looked; the frame's own turn uses it only when the schedule asks for exactly that round, so the
+    `ahead` is a whole-frame detection started early on the look-ahead thread (pipelined files), `ahead_kind`
+    the round it ran; the frame's own turn uses it only when the schedule asks for exactly that round, so the
     results never depend on it."""
 
     frame: Frame
@@ -127,6 +128,10 @@ class Pipeline:
         self.async_detect = async_detect
         self._worker: ThreadPoolExecutor | None = None
         self._job: _Job | None = None
+        self._ahead: ThreadPoolExecutor | None = None  # the look-ahead thread (pipelined files) ...
+        self._twin: HaarDetector | None = None  # ... and its own detector, made on that thread
+        self._ahead_job: Future | None = None
+        self.ahead_used = 0  # rounds started ahead that their frame used (pipelined files)
         self._generation = 0
         self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
         self._empty = 0  # whole-frame rounds in a row that left nothing tracked (tracker.cadence.idle_gap)
@@ -145,11 +150,21 @@ class Pipeline:
         return self._worker
 
     def close(self) -> None:
-        """Wait for a detection round in flight and stop the worker thread."""
+        """Wait for the detection rounds in flight and stop the worker and look-ahead threads."""
         if self._worker is not None:
             self._worker.shutdown(wait=True, cancel_futures=True)
             self._worker = None
-        self._job = None
+        if self._ahead is not None:
+            self._ahead.shutdown(wait=True, cancel_futures=True)
+            self._ahead = None
+        self._job = self._ahead_job = None
+
+    @property
+    def lookahead(self) -> int:
+        """How many prepared frames after the current one `run` can use: the longest gap between two
+        whole-frame rounds (`due`), so the next round can start as soon as the one before it is done."""
+        p = self.params
+        return max(1, p.detect_every * p.confident_stretch * max(1, p.quiet_stretch), p.idle_every)
 
     def prepare(self, frame: Frame) -> PreparedFrame:
         """Grey image and scene-cut test; must be called in frame order (the cut test compares neighbours)."""
@@ -163,9 +178,10 @@ class Pipeline:
         """One frame, start to end, on this thread."""
         return self.run(self.prepare(frame))
 
-    def run(self, prep: PreparedFrame, upcoming: PreparedFrame | None = None) -> FrameResult:
-        """Track one prepared frame. With `upcoming` (the next frame, already prepared), a whole-frame detection
-        it will need is started on the worker thread now, to run while this frame's faces are inferred."""
+    def run(self, prep: PreparedFrame, upcoming: Sequence[PreparedFrame] = ()) -> FrameResult:
+        """Track one prepared frame. `upcoming`: the frames after it, already prepared (pipelined files); the
+        next whole-frame detection the schedule will ask for on one of them is started on the look-ahead
+        thread when this frame is done, to run while the frames before it are tracked (`_start_ahead`)."""
         frame, gray = prep.frame, prep.gray
         timings: dict[str, float] = {"detect": prep.ms}
         cpu: dict[str, float] = {"detect": prep.cpu_ms}
@@ -179,8 +195,6 @@ class Pipeline:
         else:
             kind, slots = self._detect_now(prep)
         detected = kind is not None
-        if upcoming is not None and not self.async_detect:
-            self._start_ahead(upcoming, bool(slots), kind)
         t = _lap(self.clock, timings, cpu, "detect", t)
 
         crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
@@ -206,6 +220,8 @@ class Pipeline:
         born = self.tracker.next_id
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
         self._count_round(kind, self.tracker.next_id != born)
+        if upcoming and not self.async_detect:
+            self._start_ahead(upcoming)
         # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
         slot_of = {id(slot.box): i for i, slot in enumerate(slots)}
         t = _lap(self.clock, timings, cpu, "post", t)
@@ -244,9 +260,10 @@ class Pipeline:
         passes = self._next_passes(kind)
         if prep.ahead is not None and prep.ahead_kind == (kind, passes):
             whole = prep.ahead.result()
+            self.ahead_used += 1
         else:
-            whole = self._serial(self._whole, gray, kind, passes)
-        around = self._serial(self._around, gray, regions) if regions else []
+            whole = self._whole(gray, kind, passes)
+        around = self._around(gray, regions) if regions else []
         detections = merge_boxes(whole + around)
         slots = self.tracker.plan(frame.index, detections, judged)
         for slot in slots:  # a tracked face the detector missed: look closer before doubting it
@@ -256,26 +273,30 @@ class Pipeline:
                 self.tracker.confirm(slot.track, frame.index)
         return kind, slots
 
-    def _start_ahead(self, upcoming: PreparedFrame, faces_now: bool, kind_now: str | None) -> None:
-        """Start the next frame's whole-frame detection now when the schedule (as it stands) will ask for one.
+    def _start_ahead(self, upcoming: Sequence[PreparedFrame]) -> None:
+        """Start the next whole-frame round early: on the first of the `upcoming` frames (in order) that the
+        schedule, as it stands after this frame, gives a FULL or SEARCH round (a cut: always FULL), on the
+        look-ahead thread with its own detector, so a round costs no frame its wait while the frames before it
+        are tracked. One round runs ahead at a time. The schedule may change before that frame's turn (a track
+        doubts or is lost); the frame then runs its own round, and the one started ahead goes unused."""
+        if self._ahead_job is not None and not self._ahead_job.done():
+            return
+        for prep in upcoming:
+            kind = FULL if prep.cut else self.due(prep.frame.index)
+            if kind not in (FULL, SEARCH):
+                continue
+            if prep.ahead is None:
+                passes = self._passes(kind)
+                if self._ahead is None:  # the twin detector is loaded on the new thread, not this one
+                    self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead",
+                                                     initializer=self._make_twin)
+                prep.ahead = self._ahead_job = self._ahead.submit(self._timed_whole, prep.gray, kind, passes, True)
+                prep.ahead_kind = (kind, passes)
+            return
 
-        `faces_now`: this frame has faces to crop; `kind_now`: its round. Without a cut the next frame gets a FULL
-        round only while nothing is tracked, so one is started only when this frame found nothing either (a round
-        started for nothing costs a whole detection frame), and only when the idle back-off, counting this
-        frame's round, lets it run."""
-        if upcoming.ahead is not None:
-            return
-        if upcoming.cut:
-            kind = FULL
-        else:
-            empty = self._empty + (kind_now in (FULL, SEARCH)) if not faces_now else None
-            kind = self.due(upcoming.frame.index, empty)
-        if kind == FULL and not upcoming.cut and faces_now:
-            return
-        if kind in (FULL, SEARCH):
-            passes = self._passes(kind)
-            upcoming.ahead = self.worker().submit(self._timed_whole, upcoming.gray, kind, passes)
-            upcoming.ahead_kind = (kind, passes)
+    def _make_twin(self) -> None:
+        """The look-ahead thread's own detector (one cascade object is never used by two threads at once)."""
+        self._twin = self.detector.twin()
 
     def _detect_async(self, gray: np.ndarray, index: int) -> tuple[str | None, list[Slot]]:
         """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
@@ -306,22 +327,22 @@ class Pipeline:
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return applied, slots
 
-    def due(self, index: int, empty: int | None = None) -> str | None:
+    def due(self, index: int) -> str | None:
         """Where the detector looks on frame `index` (FULL, SEARCH, AROUND) or None: `Tracker.detection_due`,
-        with the whole-frame rounds spaced out while nothing is tracked (`idle_gap`; `empty` overrides the count
-        of empty rounds; once backed off they are SEARCH rounds, each running part of the detector's passes)
-        and while every track is confident and the searches find nothing new (`quiet_gap`). The first frame,
-        the frame after a cut and the first `idle_after` frames without a track get a FULL round."""
+        with the whole-frame rounds spaced out while nothing is tracked (`idle_gap`; once backed off they are
+        SEARCH rounds, each running part of the detector's passes) and while every track is confident and the
+        searches find nothing new (`quiet_gap`). The first frame, the frame after a cut and the first
+        `idle_after` frames without a track get a FULL round. No side effects: the look-ahead asks it of frames
+        still to come."""
         tr, p = self.tracker, self.params
         kind = tr.detection_due(index)
         if tr.last_search is None or p.detect_every <= 1:
             return kind
         since = index - tr.last_search
         if kind == FULL and not tr.tracks:
-            empty = self._empty if empty is None else empty
-            if since < idle_gap(empty, p.idle_after, p.idle_every):
+            if since < idle_gap(self._empty, p.idle_after, p.idle_every):
                 return None
-            return FULL if empty < p.idle_after else SEARCH
+            return FULL if self._empty < p.idle_after else SEARCH
         if kind == SEARCH and not tr.lost and tr.all_confident():
             gap = quiet_gap(p.detect_every * p.confident_stretch, self._quiet, p.quiet_stretch)
             return kind if since >= gap else None
@@ -357,18 +378,13 @@ class Pipeline:
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return new, held
 
-    def _timed_whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
+    def _timed_whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None,
+                     twin: bool = False) -> list[FaceBox]:
+        """`_whole` on a worker thread (`twin`: the look-ahead thread, with its own detector), its CPU counted."""
         c = self.clock()
-        boxes = self._whole(gray, kind, passes)
+        boxes = self._whole(gray, kind, passes, self._twin if twin else None)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes
-
-    def _serial(self, fn, *args):
-        """Run a detector call here, or on the worker thread when there is one, behind anything it still runs
-        (one cascade object is never used by two threads at once)."""
-        if self._worker is None:
-            return fn(*args)
-        return self._worker.submit(fn, *args).result()
 
     def _min_face(self) -> float:
         """The smallest face side the detector reports, in the pixels of the image it is given."""
@@ -391,14 +407,17 @@ class Pipeline:
             self._searches += 1
         return passes
 
-    def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None) -> list[FaceBox]:
+    def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None,
+               detector: HaarDetector | None = None) -> list[FaceBox]:
         """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
-        it only, the passes after the first for faces at least `search_extra_min` x its smallest); AROUND: none."""
+        it only, the passes after the first for faces at least `search_extra_min` x its smallest); AROUND: none.
+        `detector`: a twin of the pipeline's (the look-ahead thread's), or None for the pipeline's own."""
+        detector = self.detector if detector is None else detector
         if kind == FULL:
-            return list(self.detector.detect(gray))
+            return list(detector.detect(gray))
         if kind == SEARCH:
             extra = self.params.search_extra_min * self._min_face()
-            return detect_scaled(self.detector, gray, self.params.search_side / max(gray.shape[:2]), passes,
+            return detect_scaled(detector, gray, self.params.search_side / max(gray.shape[:2]), passes,
                                  extra_min_size=extra if self.params.search_extra_min > 1.0 else None)
         return []
 

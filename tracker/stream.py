@@ -2,15 +2,17 @@
 
 `run_stream` times every stage (decode and draw here, the rest in the pipeline) and returns `StreamStats`.
 Sequential (one thread, frame after frame) or pipelined (`pipelined=True`, for files): decoding and the
-scene-cut test run on a reader thread ahead, a due whole-frame detection of the next frame runs on the
-pipeline's worker while this frame's faces are inferred, and drawing and writing run on a writer thread;
-the tracking itself stays in frame order, so the rows are the same as the sequential loop's.
+scene-cut test run on a reader thread ahead, the tracker sees a window of the frames read after the current
+one so the pipeline starts the next whole-frame detection on its look-ahead thread while the frames before it
+are tracked, and drawing and writing run on a writer thread; the tracking itself stays in frame order, so the
+rows are the same as the sequential loop's.
 Outputs are flushed frame by frame; the caller closes them (in a `finally`), so Ctrl-C loses nothing: on
 any exit every stage is drained (what was tracked is written) and its thread ended before this returns.
 """
 
 from __future__ import annotations
 
+import collections
 import queue
 import threading
 import time
@@ -158,6 +160,7 @@ class _Output:
 
 
 _END = object()  # end of stream on a stage's queue
+LOOKAHEAD_BYTES = 128 << 20  # the pipelined loop holds at most this much of frames read ahead (colour + grey)
 
 
 @dataclass
@@ -278,6 +281,18 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
                 report(block=False)
 
     failure: BaseException | None = None
+    window: collections.deque = collections.deque()  # items read after the current one, in order
+    depth = 1
+
+    def fill(limit: int) -> None:
+        """Read ahead into `window`: the next item (waiting for it), then as many as the reader has ready, up
+        to `limit` items and no further than the end of the stream."""
+        while len(window) < limit and (not window or isinstance(window[-1], tuple)):
+            try:
+                window.append(reader.out.get(block=not window))
+            except queue.Empty:
+                return
+
     try:
         item = reader.out.get()
         done = 0
@@ -286,14 +301,16 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
                 failure = item.error
                 break
             prep, decode = item
-            nxt = reader.out.get() if max_frames is None or done + 1 < max_frames else _END
-            upcoming = nxt[0] if isinstance(nxt, tuple) else None
-            result = pipeline.run(prep, upcoming)
+            if done == 0:  # frames read ahead: enough for the schedule's longest gap, within LOOKAHEAD_BYTES
+                size = prep.frame.image.nbytes + prep.gray.nbytes
+                depth = max(1, min(pipeline.lookahead, LOOKAHEAD_BYTES // max(size, 1)))
+            fill(depth if max_frames is None else min(depth, max_frames - done - 1))
+            result = pipeline.run(prep, [w[0] for w in window if isinstance(w, tuple)])
             result.timings_ms["decode"], result.cpu_ms["decode"] = decode
             hand((prep.frame, result))
             done += 1
             report(block=False)
-            item = nxt
+            item = window.popleft() if window else _END
         hand(_END)
         report(block=True)
     finally:

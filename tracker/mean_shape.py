@@ -169,11 +169,22 @@ def align_shape(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
 def shape_distance(points: np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.ndarray = SHAPE_STD) -> float:
     """Mean squared z-score of the aligned shape's coordinates against the mean shape (about 1 for a
     typical labelled face, large for a collapsed or scrambled one); inf when any point is not finite."""
+    return float(shape_distances(points, mean[None], std[None])[0])
+
+
+def shape_distances(points: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
+    """`shape_distance` of points (K, 2) to several mean shapes at once: means and stds (P, K, 2) -> (P,),
+    each reference aligned to separately (as `align_shape` does, in one vectorised step)."""
     p = np.asarray(points, dtype=np.float64)
-    if p.shape != mean.shape or not np.isfinite(p).all():
-        return float("inf")
-    z = (align_shape(p, mean) - mean) / std
-    return float((z**2).mean())
+    if p.shape != means.shape[1:] or not np.isfinite(p).all():
+        return np.full(len(means), np.inf)
+    q = normalise_shape(p)
+    z = q[:, 0] + 1j * q[:, 1]
+    r = means[..., 0] + 1j * means[..., 1]
+    a = (np.conj(z) * r).sum(axis=-1) / max(float((z.real**2 + z.imag**2).sum()), 1e-12)  # np.vdot(z, r) per row
+    w = a[:, None] * z
+    aligned = np.stack([w.real, w.imag], axis=-1)
+    return (((aligned - means) / stds) ** 2).mean(axis=(-2, -1))
 
 
 def subset_shape(indices: list[int] | np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.ndarray = SHAPE_STD
@@ -283,11 +294,15 @@ def pose_distances(points: np.ndarray, indices: list[int] | None = None) -> np.n
     """`shape_distance` of points (15, 2) to each of POSE_SHAPES, in units of that pose's `typical` distance (1:
     as far as the 95th percentile of its real faces); with `indices`, only those Kaggle points are judged."""
     p = np.asarray(points, dtype=np.float64)
-    out = []
-    for pose in POSE_SHAPES:
-        if indices is None:
-            d = shape_distance(p, pose.mean, pose.std)
-        else:
-            d = shape_distance(p[list(indices)], *subset_shape(indices, pose.mean, pose.std))
-        out.append(d / pose.typical)
-    return np.array(out)
+    if indices is None:
+        means, stds = _POSE_MEANS, _POSE_STDS
+    else:
+        subsets = [subset_shape(indices, pose.mean, pose.std) for pose in POSE_SHAPES]
+        p = p[list(indices)]
+        means, stds = np.stack([m for m, _ in subsets]), np.stack([s for _, s in subsets])
+    return shape_distances(p, means, stds) / _POSE_TYPICAL
+
+
+_POSE_MEANS = np.stack([pose.mean for pose in POSE_SHAPES])
+_POSE_STDS = np.stack([pose.std for pose in POSE_SHAPES])
+_POSE_TYPICAL = np.array([pose.typical for pose in POSE_SHAPES])

@@ -75,9 +75,9 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt: {first})") from None
+    except Exception:  # torch's own text (a paragraph on weights_only, a miniz code) would not help a user
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt, or not a PyTorch .pt "
+                              "file)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fkd-track checkpoint")
     try:

@@ -11,7 +11,7 @@ import numpy as np
 
 from tests.conftest import SHARED, assert_user_error
 from tracker.crop import FaceBox
-from train.evaluate import face_free_regions
+from train.evaluate import face_free_regions, mean_interval
 
 POSES = ("left profile", "left", "frontal", "right", "right profile")
 PER_POSE = 8
@@ -28,6 +28,17 @@ def test_face_free_regions_avoid_every_labelled_face():
         assert x + w <= gx or x >= gx + gw or y + h <= gy or y >= gy + gh  # no overlap with the grown face
     assert face_free_regions((150, 150), [FaceBox(75, 75, 60)]) == []  # nothing large enough is left
     assert face_free_regions((100, 120), []) == [(0, 0, 120, 100)]
+
+
+def test_mean_interval_is_a_bootstrap_95_percent_interval_of_the_mean():
+    values = np.random.default_rng(1).normal(0.05, 0.02, size=400)
+    lo, hi = mean_interval(values)
+    half = 1.96 * values.std(ddof=1) / np.sqrt(len(values))  # the normal-theory interval it should match
+    assert lo < values.mean() < hi and abs((hi - lo) / 2 - half) < 0.1 * half
+    assert mean_interval(values) == (lo, hi)  # fixed seed: the same data, the same interval
+    few = mean_interval(values[:8])
+    assert few[1] - few[0] > 4 * (hi - lo)  # eight faces: an interval about sqrt(50) times as wide
+    assert mean_interval(np.full(5, 0.07)) == (0.07, 0.07) and mean_interval(np.array([0.1])) == (0.1, 0.1)
 
 
 def _pose_list(tmp_path) -> str:
@@ -70,6 +81,9 @@ def test_evaluate_reports_per_pose_metrics_false_detections_and_the_worst_faces(
         assert 0.0 <= p["detection_rate"] <= 1.0
         if p["n_images"]:
             assert p["nme_interocular"] > 0 and 0 <= p["failure_rate_nme10"] <= 1
+            lo, hi = p["nme_ci95"]
+            assert lo <= p["nme_interocular"] <= hi and (p["n_images"] == 1 or lo < hi)
+            assert f"{lo:.4f}-{hi:.4f}" in r.out  # the table's interval column
     found = sum(m["per_pose"][n].get("n_images", 0) for n in POSES)
     assert found == m["n_images"] and m["detection_rate"] == found / (5 * PER_POSE)
     fd = m["false_detections"]

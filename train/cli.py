@@ -243,14 +243,16 @@ def evaluate_cmd(
     typer.echo("per keypoint RMSE (px): " + ", ".join(
         f"{k}={v:.2f}" for k, v in m["per_keypoint_rmse_px"].items() if v is not None))
     if per_pose:
-        typer.echo(f"{'pose':<14}{'faces':>7}{'found':>8}{'rmse_px':>9}{'fail':>8}{'NME':>8}{'NME>10%':>9}")
+        typer.echo(f"{'pose':<14}{'faces':>7}{'found':>8}{'rmse_px':>9}{'fail':>8}{'NME':>8}{'NME 95% interval':>18}"
+                   f"{'NME>10%':>9}")
         for name, p in per_pose.items():
             if not p.get("n_images"):
                 typer.echo(f"{name:<14}{p['n_asked']:>7}{p.get('detection_rate', 0.0) if p['n_asked'] else 0:>8.1%}")
                 continue
-            nme, f10 = p["nme_interocular"], p["failure_rate_nme10"]
+            nme, f10, ci = p["nme_interocular"], p["failure_rate_nme10"], p.get("nme_ci95")
+            interval = f"{ci[0]:.4f}-{ci[1]:.4f}" if ci else "-"
             typer.echo(f"{name:<14}{p['n_asked']:>7}{p['detection_rate']:>8.1%}{p['rmse_px']:>9.2f}"
-                       f"{p['failure_rate']:>8.2%}{nme if nme is not None else float('nan'):>8.4f}"
+                       f"{p['failure_rate']:>8.2%}{nme if nme is not None else float('nan'):>8.4f}{interval:>18}"
                        f"{f10 if f10 is not None else float('nan'):>9.1%}")
 
 

@@ -75,9 +75,11 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError as err:  # e.g. no permission to read it
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
     except Exception:  # torch's own text (a paragraph on weights_only, a miniz code) would not help a user
-        raise CheckpointError(f"{path} is not a readable checkpoint (truncated, corrupt, or not a PyTorch .pt "
-                              "file)") from None
+        raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt, or not a file of "
+                              "weights as `train fit` writes them)") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not an fkd-track checkpoint")
     try:

@@ -160,7 +160,10 @@ def test_live_detection_thread_runs_at_a_lower_priority_and_file_rounds_do_not(b
     files = Pipeline(detector, backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     try:
         assert live.worker().submit(niceness).result() == min(19, here + 10)
-        assert files.worker().submit(niceness).result() == here
+        cut = files.prepare(Frame(0, 0.0, np.zeros((120, 160, 3), np.uint8)))
+        cut.cut = True
+        files._start_ahead([cut])  # a cut's round starts on the files' look-ahead thread
+        assert cut.ahead is not None and files._ahead.submit(niceness).result() == here
         assert niceness() == here  # the calling thread keeps its own
     finally:
         live.close()

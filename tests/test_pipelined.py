@@ -44,6 +44,26 @@ def track_to_csv(backend, source, path, pipelined: bool, on_frame=None, pipe: Pi
         writer.close()
 
 
+def watch_lead(pipe: Pipeline) -> list[int]:
+    """For each round the pipeline starts ahead from now on: how many frames before its own frame it started
+    (filled in as the pipeline runs)."""
+    leads: list[int] = []
+    run, start = pipe.run, pipe._start_ahead
+    now = [0]
+
+    def tracked(prep, upcoming=()):
+        now[0] = prep.frame.index
+        return run(prep, upcoming)
+
+    def starting(upcoming):
+        before = {id(p) for p in upcoming if p.ahead is not None}
+        start(upcoming)
+        leads.extend(p.frame.index - now[0] for p in upcoming if p.ahead is not None and id(p) not in before)
+
+    pipe.run, pipe._start_ahead = tracked, starting
+    return leads
+
+
 def stage_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith(("fkd-read", "fkd-write", "fkd-detect"))]
 
@@ -51,36 +71,56 @@ def stage_threads() -> list[str]:
 def test_pipelined_csv_is_byte_identical_to_sequential(backend, all_video_paths, tmp_path):
     seq = track_to_csv(backend, clips(all_video_paths), tmp_path / "seq.csv", pipelined=False)
     pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+    leads = watch_lead(pipe)
     pip = track_to_csv(backend, clips(all_video_paths), tmp_path / "pip.csv", pipelined=True, pipe=pipe)
     assert pip.frames == seq.frames == 139 + 202 and pip.scene_cuts == seq.scene_cuts == 1
     assert pip.detections == seq.detections and pip.faces == seq.faces
-    # every whole-frame round but the first frame's ran ahead on the look-ahead thread (the rest: looks around)
+    # every whole-frame round but the first frame's ran ahead on the look-ahead thread (the rest: looks around),
+    # most started many frames before their own (the window reaches the next search as soon as one is done)
     assert pipe.ahead_used >= 0.8 * pip.detections
+    assert len(leads) >= pipe.ahead_used and sorted(leads)[len(leads) // 2] >= 10
     assert (tmp_path / "pip.csv").read_bytes() == (tmp_path / "seq.csv").read_bytes()
     assert stage_threads() == []  # every stage ended
+
+
+def test_frames_read_ahead_stay_within_the_memory_bound(backend, video_path, monkeypatch):
+    """With room for five frames only (large frames), rounds start at most six frames ahead, and the rows stay."""
+    with VideoSource(video_path) as src:
+        first = next(iter(src)).image
+    frame_bytes = first.nbytes + first.shape[0] * first.shape[1]  # colour + grey
+    monkeypatch.setattr("tracker.stream.LOOKAHEAD_BYTES", 5 * frame_bytes)
+    pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+    leads = watch_lead(pipe)
+    with VideoSource(video_path) as src:
+        stats = run_stream(src, pipe, draw=False, pipelined=True)
+    assert stats.frames == 202 and leads and max(leads) <= 6 and pipe.ahead_used >= 8
 
 
 def test_the_next_round_starts_ahead_on_the_frame_the_schedule_names(backend, video_path):
     """Bill Gates, one confident face after the first frame's FULL round: with 24 frames read ahead the next
     whole-frame round (the SEARCH 20 frames after the last) starts at once on frame 20 and on no frame before
-    it, and frame 20 uses it; a cut in the window is started first instead (a cut always gets a FULL round)."""
+    it, and frame 20 uses it; a cut in the window is started first instead (a cut always gets a FULL round);
+    a round whose frame, at its turn, asks for other passes than it ran is not used (the frame runs its own)."""
     with VideoSource(video_path) as src:
         frames = [f for f, _ in zip(src, range(30), strict=False)]
-    for cut_at in (None, 7):
+    for case in ("search", "cut", "stale"):
         pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
         try:
             preps = [pipe.prepare(f) for f in frames]
             assert not any(p.cut for p in preps)
-            if cut_at is not None:
-                preps[cut_at].cut = True
+            if case == "cut":
+                preps[7].cut = True
             pipe.run(preps[0])
             assert pipe.tracker.all_confident() and pipe.due(20) == SEARCH
             pipe.run(preps[1], preps[2:26])
             started = {p.frame.index: p.ahead_kind[0] for p in preps if p.ahead is not None}
-            assert started == ({20: SEARCH} if cut_at is None else {cut_at: FULL})
-            if cut_at is None:
+            assert started == ({7: FULL} if case == "cut" else {20: SEARCH})
+            if case == "stale":  # another search in between would move frame 20's search on to other passes
+                pipe._searches += 1
+            if case != "cut":
                 results = [pipe.run(preps[i], preps[i + 1:i + 25]) for i in range(2, 21)]
-                assert [r.index for r in results if r.detected] == [20] and pipe.ahead_used == 1
+                assert [r.index for r in results if r.detected] == [20]
+                assert pipe.ahead_used == (0 if case == "stale" else 1)
         finally:
             pipe.close()
     assert stage_threads() == []

@@ -68,7 +68,8 @@ class EndToEndResult:
     stage_ms: dict[str, float]  # mean per frame
     ms_per_face: dict[str, float]  # "infer" (and "refine" with a second stage): mean ms per face sent to it
     # mean CPU ms per frame: per stage, the CPU time of the thread(s) that ran it (detection rounds on the
-    # worker counted in "detect"); "total": the whole process (ONNX Runtime's own pool threads included)
+    # look-ahead or live detection thread counted in "detect", those started ahead and unused too); "total": the
+    # whole process (ONNX Runtime's own pool threads included)
     cpu_ms: dict[str, float] = field(default_factory=dict)
 
     def to_json(self) -> dict:

@@ -179,7 +179,7 @@ class HaarDetector:
     def twin(self) -> HaarDetector:
         """A detector with the same settings and cascade objects of its own, for another thread (one cascade
         object is never used by two threads at once)."""
-        return HaarDetector(self.params)
+        return type(self)(self.params)
 
     @property
     def cascade(self) -> cv2.CascadeClassifier:

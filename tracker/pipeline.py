@@ -129,24 +129,24 @@ class Pipeline:
         self._worker: ThreadPoolExecutor | None = None
         self._job: _Job | None = None
         self._ahead: ThreadPoolExecutor | None = None  # the look-ahead thread (pipelined files) ...
-        self._twin: HaarDetector | None = None  # ... and its own detector, made on that thread
+        self._twin: HaarDetector | None = None  # ... and its own detector (one cascade object, one thread)
         self._ahead_job: Future | None = None
         self.ahead_used = 0  # rounds started ahead that their frame used (pipelined files)
         self._generation = 0
         self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
         self._empty = 0  # whole-frame rounds in a row that left nothing tracked (tracker.cadence.idle_gap)
         self._quiet = 0  # searches in a row that found no new face while every track was confident (quiet_gap)
-        self.detect_cpu_ms = 0.0  # CPU ms spent in detection rounds on the worker thread
+        self.detect_cpu_ms = 0.0  # CPU ms of detection rounds on the live worker or the look-ahead thread (also
+        # rounds started ahead and then unused)
         # per-stage CPU time (FrameResult.cpu_ms) only when asked (bench): no clock reads per stage otherwise
         self.clock = time.thread_time if cpu_timing else _no_clock
 
     def worker(self) -> ThreadPoolExecutor:
-        """The one detection worker thread (started on first use). With asynchronous detection (live view) it
-        runs at a lower OS priority (`DETECT_NICENESS`), so a detection round takes the cores only while the
-        frame loop does not need them: the live frame's latency does not wait on a round."""
+        """The live view's detection thread (started on first use), at a lower OS priority (`DETECT_NICENESS`),
+        so a detection round takes the cores only while the frame loop does not need them: the live frame's
+        latency does not wait on a round."""
         if self._worker is None:
-            init = lower_thread_priority if self.async_detect else None
-            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect", initializer=init)
+            self._worker = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect", initializer=lower_thread_priority)
         return self._worker
 
     def close(self) -> None:
@@ -253,7 +253,7 @@ class Pipeline:
         (None: no round), and the plan."""
         frame, gray = prep.frame, prep.gray
         kind = self.due(frame.index)
-        if kind is None:  # a round started ahead for nothing finishes on the worker, unused
+        if kind is None:  # a round started ahead for nothing finishes on the look-ahead thread, unused
             return None, self.tracker.plan(frame.index, None)
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
@@ -278,8 +278,9 @@ class Pipeline:
         schedule, as it stands after this frame, gives a FULL or SEARCH round (a cut: always FULL), on the
         look-ahead thread with its own detector, so a round costs no frame its wait while the frames before it
         are tracked. One round runs ahead at a time. The schedule may change before that frame's turn (a track
-        doubts or is lost); the frame then runs its own round, and the one started ahead goes unused."""
-        if self._ahead_job is not None and not self._ahead_job.done():
+        doubts or is lost); the frame then runs its own round, and the one started ahead goes unused (while it
+        runs, no other round starts ahead). A detector without `twin` (one of its own for another thread): none."""
+        if self._ahead_job is not None and not self._ahead_job.done() or not hasattr(self.detector, "twin"):
             return
         for prep in upcoming:
             kind = FULL if prep.cut else self.due(prep.frame.index)
@@ -287,16 +288,12 @@ class Pipeline:
                 continue
             if prep.ahead is None:
                 passes = self._passes(kind)
-                if self._ahead is None:  # the twin detector is loaded on the new thread, not this one
-                    self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead",
-                                                     initializer=self._make_twin)
-                prep.ahead = self._ahead_job = self._ahead.submit(self._timed_whole, prep.gray, kind, passes, True)
+                if self._ahead is None:  # made here, so a detector that fails to load fails as it would anyway
+                    self._twin = self.detector.twin()
+                    self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead")
+                prep.ahead = self._ahead_job = self._ahead.submit(self._ahead_round, prep.gray, kind, passes)
                 prep.ahead_kind = (kind, passes)
             return
-
-    def _make_twin(self) -> None:
-        """The look-ahead thread's own detector (one cascade object is never used by two threads at once)."""
-        self._twin = self.detector.twin()
 
     def _detect_async(self, gray: np.ndarray, index: int) -> tuple[str | None, list[Slot]]:
         """Live view: take the boxes of a finished round (if any), start a new round when one is due; never
@@ -378,11 +375,10 @@ class Pipeline:
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return new, held
 
-    def _timed_whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None,
-                     twin: bool = False) -> list[FaceBox]:
-        """`_whole` on a worker thread (`twin`: the look-ahead thread, with its own detector), its CPU counted."""
+    def _ahead_round(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
+        """`_whole` on the look-ahead thread, with its own detector; its CPU counted in `detect_cpu_ms`."""
         c = self.clock()
-        boxes = self._whole(gray, kind, passes, self._twin if twin else None)
+        boxes = self._whole(gray, kind, passes, self._twin)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes
 

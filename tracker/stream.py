@@ -244,7 +244,7 @@ class _Writer(_Stage):
 
 def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_frame: FrameCallback | None,
                    max_frames: int | None) -> StreamStats:
-    """The pipelined loop: reader thread -> tracker (this thread, + the pipeline's detection worker) ->
+    """The pipelined loop: reader thread -> tracker (this thread, + the pipeline's look-ahead thread) ->
     writer thread -> `on_frame` here. Every thread is drained and ended on any exit."""
     stats = StreamStats()
     start = time.perf_counter()
@@ -282,16 +282,19 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
 
     failure: BaseException | None = None
     window: collections.deque = collections.deque()  # items read after the current one, in order
-    depth = 1
+    held = 0  # bytes of the frames in `window`
 
     def fill(limit: int) -> None:
         """Read ahead into `window`: the next item (waiting for it), then as many as the reader has ready, up
-        to `limit` items and no further than the end of the stream."""
-        while len(window) < limit and (not window or isinstance(window[-1], tuple)):
+        to `limit` items and about LOOKAHEAD_BYTES of frames, and no further than the end of the stream."""
+        nonlocal held
+        while len(window) < limit and (not window or isinstance(window[-1], tuple) and held < LOOKAHEAD_BYTES):
             try:
-                window.append(reader.out.get(block=not window))
+                item = reader.out.get(block=not window)
             except queue.Empty:
                 return
+            window.append(item)
+            held += _frame_bytes(item)
 
     try:
         item = reader.out.get()
@@ -301,9 +304,7 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
                 failure = item.error
                 break
             prep, decode = item
-            if done == 0:  # frames read ahead: enough for the schedule's longest gap, within LOOKAHEAD_BYTES
-                size = prep.frame.image.nbytes + prep.gray.nbytes
-                depth = max(1, min(pipeline.lookahead, LOOKAHEAD_BYTES // max(size, 1)))
+            depth = pipeline.lookahead  # frames read ahead: enough for the schedule's longest gap
             fill(depth if max_frames is None else min(depth, max_frames - done - 1))
             result = pipeline.run(prep, [w[0] for w in window if isinstance(w, tuple)])
             result.timings_ms["decode"], result.cpu_ms["decode"] = decode
@@ -311,6 +312,7 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
             done += 1
             report(block=False)
             item = window.popleft() if window else _END
+            held -= _frame_bytes(item)
         hand(_END)
         report(block=True)
     finally:
@@ -325,6 +327,14 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
     if failure is not None:
         raise failure
     return stats
+
+
+def _frame_bytes(item) -> int:
+    """Memory a read-ahead item holds: its colour and grey frames (0 for the end or a failure)."""
+    if not isinstance(item, tuple):
+        return 0
+    prep = item[0]
+    return prep.frame.image.nbytes + prep.gray.nbytes
 
 
 def _drain_writer(writer: _Writer, stats: StreamStats, start: float) -> None:

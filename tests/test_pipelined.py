@@ -11,6 +11,7 @@ import time
 import pandas as pd
 import pytest
 
+from engines.errors import UserError
 from tests.conftest import start_cli
 from tracker.config import DEFAULT_SMOOTH, TrackParams
 from tracker.csv_out import KeypointCsvWriter
@@ -94,6 +95,17 @@ def test_frames_read_ahead_stay_within_the_memory_bound(backend, video_path, mon
     with VideoSource(video_path) as src:
         stats = run_stream(src, pipe, draw=False, pipelined=True)
     assert stats.frames == 202 and leads and max(leads) <= 6 and pipe.ahead_used >= 8
+
+
+def test_a_look_ahead_detector_that_cannot_load_fails_the_run_with_its_own_error(backend, video_path):
+    class Failing(HaarDetector):
+        def twin(self):
+            raise UserError("cannot load the cascades a second time")
+
+    pipe = Pipeline(Failing(), backend, TrackParams(), DEFAULT_SMOOTH)
+    with VideoSource(video_path) as src, pytest.raises(UserError, match="second time"):
+        run_stream(src, pipe, draw=False, pipelined=True)
+    assert stage_threads() == []
 
 
 def test_the_next_round_starts_ahead_on_the_frame_the_schedule_names(backend, video_path):

@@ -288,8 +288,7 @@ class Pipeline:
                 continue
             if prep.ahead is None:
                 passes = self._passes(kind)
-                if self._ahead is None:  # made here, so a detector that fails to load fails as it would anyway
-                    self._twin = self.detector.twin()
+                if self._ahead is None:
                     self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead")
                 prep.ahead = self._ahead_job = self._ahead.submit(self._ahead_round, prep.gray, kind, passes)
                 prep.ahead_kind = (kind, passes)
@@ -376,8 +375,12 @@ class Pipeline:
         return new, held
 
     def _ahead_round(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
-        """`_whole` on the look-ahead thread, with its own detector; its CPU counted in `detect_cpu_ms`."""
+        """`_whole` on the look-ahead thread, with its own detector (made there by the first round, so its
+        loading does not hold up the tracker; a failure to load is raised where the round's frame takes it);
+        its CPU counted in `detect_cpu_ms`."""
         c = self.clock()
+        if self._twin is None:
+            self._twin = self.detector.twin()
         boxes = self._whole(gray, kind, passes, self._twin)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes

@@ -156,13 +156,14 @@ def normalise_shape(points: np.ndarray) -> np.ndarray:
 
 def align_shape(points: np.ndarray, reference: np.ndarray) -> np.ndarray:
     """Similarity transform (scale, rotation, shift; never a mirror) of points (K, 2) onto a normalised
-    reference (K, 2), by least squares. Returns the aligned points in the reference's units."""
+    reference (K, 2), by least squares. Returns the aligned points in the reference's units. Several references
+    (P, K, 2) at once: one alignment onto each, (P, K, 2)."""
     p = normalise_shape(points)
-    # best rotation of p onto the reference: 2-D Procrustes in complex form
+    # the complex scale*rotation a minimising |a z - r| onto each reference: 2-D Procrustes in complex form
     z = p[:, 0] + 1j * p[:, 1]
-    r = reference[:, 0] + 1j * reference[:, 1]
-    a = np.vdot(z, r) / max(np.vdot(z, z).real, 1e-12)  # complex scale*rotation minimising |a z - r|
-    w = a * z
+    r = reference[..., 0] + 1j * reference[..., 1]
+    a = (np.conj(z) * r).sum(axis=-1) / max(float((z.real**2 + z.imag**2).sum()), 1e-12)  # vdot(z, r) / |z|^2
+    w = np.asarray(a)[..., None] * z
     return np.stack([w.real, w.imag], axis=-1)
 
 
@@ -174,17 +175,11 @@ def shape_distance(points: np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.nd
 
 def shape_distances(points: np.ndarray, means: np.ndarray, stds: np.ndarray) -> np.ndarray:
     """`shape_distance` of points (K, 2) to several mean shapes at once: means and stds (P, K, 2) -> (P,),
-    each reference aligned to separately (as `align_shape` does, in one vectorised step)."""
+    each reference aligned to separately (`align_shape` onto all of them in one vectorised step)."""
     p = np.asarray(points, dtype=np.float64)
     if p.shape != means.shape[1:] or not np.isfinite(p).all():
         return np.full(len(means), np.inf)
-    q = normalise_shape(p)
-    z = q[:, 0] + 1j * q[:, 1]
-    r = means[..., 0] + 1j * means[..., 1]
-    a = (np.conj(z) * r).sum(axis=-1) / max(float((z.real**2 + z.imag**2).sum()), 1e-12)  # np.vdot(z, r) per row
-    w = a[:, None] * z
-    aligned = np.stack([w.real, w.imag], axis=-1)
-    return (((aligned - means) / stds) ** 2).mean(axis=(-2, -1))
+    return (((align_shape(p, means) - means) / stds) ** 2).mean(axis=(-2, -1))
 
 
 def subset_shape(indices: list[int] | np.ndarray, mean: np.ndarray = MEAN_SHAPE, std: np.ndarray = SHAPE_STD

@@ -279,8 +279,8 @@ class Pipeline:
         look-ahead thread with its own detector, so a round costs no frame its wait while the frames before it
         are tracked. One round runs ahead at a time. The schedule may change before that frame's turn (a track
         doubts or is lost); the frame then runs its own round, and the one started ahead goes unused (while it
-        runs, no other round starts ahead). A detector without `twin` (one of its own for another thread): none."""
-        if self._ahead_job is not None and not self._ahead_job.done() or not hasattr(self.detector, "twin"):
+        runs, no other round starts ahead)."""
+        if self._ahead_job is not None and not self._ahead_job.done():
             return
         for prep in upcoming:
             kind = FULL if prep.cut else self.due(prep.frame.index)

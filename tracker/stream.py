@@ -296,6 +296,7 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
             window.append(item)
             held += _frame_bytes(item)
 
+    depth = pipeline.lookahead  # frames read ahead: enough for the schedule's longest gap
     try:
         item = reader.out.get()
         done = 0
@@ -304,7 +305,6 @@ def _run_pipelined(source: FrameSource, pipeline: Pipeline, output: _Output, on_
                 failure = item.error
                 break
             prep, decode = item
-            depth = pipeline.lookahead  # frames read ahead: enough for the schedule's longest gap
             fill(depth if max_frames is None else min(depth, max_frames - done - 1))
             result = pipeline.run(prep, [w[0] for w in window if isinstance(w, tuple)])
             result.timings_ms["decode"], result.cpu_ms["decode"] = decode

@@ -112,7 +112,7 @@ def check_new_outputs(tmp: Path, before: set[Path]) -> list[Path]:
     return new
 
 
-# --- usage errors: Typer's usage message naming the option, exit 2 --------------------------------------------
+# --- usage errors: one `error:` line naming the option and the command's --help, exit 2 --------------------------
 
 VIDEO = ["video", "{clip}", "--headless", "--model", "{model}"]
 USAGE = [
@@ -149,9 +149,9 @@ def test_usage_error(inputs, tmp_path, args, option):
     r = run_case(inputs, fill(args, inputs, tmp_path))
     assert r.code == 2, (r.code, r.err)
     assert "Traceback" not in r.err + r.out
-    assert "Usage: fkd-track" in r.err
-    errors = [ln for ln in r.err.splitlines() if ln.startswith("Error:")]
-    assert len(errors) == 1 and option in errors[0], r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0], r.err
+    assert "--help'" in lines[0] and "Usage:" not in r.err, r.err
     assert check_new_outputs(tmp_path, before) == []
 
 

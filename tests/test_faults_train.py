@@ -93,7 +93,7 @@ def _inputs_in(args: list[str]) -> list[Path]:
     return out
 
 
-# ---- bad numbers and usage: Typer's usage message, exit 2, naming the option, before any work -------------------
+# ---- bad numbers and usage: one `error:` line naming the option, exit 2, before any work ---------------------
 
 USAGE = [
     (["train", "fit", "--data", "p.npz", "--out", "r", "--batch", "-5"], "--batch"),
@@ -132,7 +132,9 @@ def test_bad_numbers_and_usage_are_refused_naming_the_option(args, option, tmp_p
     r = run_cli(*args, cwd=tmp_path)
     assert r.code == 2, (r.code, r.err)
     assert "Traceback" not in r.err + r.out
-    assert option in r.err and ("Invalid value" in r.err or "No such" in r.err or "Missing" in r.err), r.err
+    lines = r.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and option in lines[0], r.err
+    assert "Invalid value" in r.err or "No such" in r.err or "Missing" in r.err, r.err
     assert list(tmp_path.iterdir()) == []  # refused before anything was made
 
 

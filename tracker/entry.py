@@ -1,7 +1,8 @@
 """The console entry point and its one error contract, shared by every fkd-track command.
 
-User errors and OSErrors print one `error:` line (exit 2), Ctrl-C / SIGTERM print `interrupted`
-(exit 130 / 143), usage errors print Typer's usage (exit 2), anything else one line (exit 1; --debug shows it).
+User errors, usage errors (a bad option value, a missing argument: with the command's --help to see) and
+OSErrors print one `error:` line (exit 2), Ctrl-C / SIGTERM print `interrupted` (exit 130 / 143), anything
+else one line (exit 1; --debug shows it).
 """
 
 from __future__ import annotations
@@ -32,6 +33,15 @@ def _describe_oserror(err: OSError) -> str:
     reason = err.strerror or str(err)
     paths = [p for p in (err.filename, getattr(err, "filename2", None)) if p]
     return f"{' -> '.join(map(str, paths))}: {reason}" if paths else reason
+
+
+def _usage_message(err) -> str:
+    """A usage error as one line, naming the command's --help (Typer would print its usage block instead)."""
+    message = " ".join(err.format_message().split())
+    ctx = getattr(err, "ctx", None)
+    if ctx is not None and ctx.help_option_names:
+        message += f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
+    return message
 
 
 def _fail(message: str, code: int) -> None:
@@ -82,9 +92,8 @@ def _handle(err: BaseException, debug: bool) -> None:
     if isinstance(err, typer.Abort):
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
-    if isinstance(err, typer.TyperException) and hasattr(err, "show"):  # usage errors (vendored click)
-        err.show()
-        sys.exit(getattr(err, "exit_code", 2))
+    if isinstance(err, typer.TyperException) and hasattr(err, "format_message"):  # usage (vendored click)
+        _fail(_usage_message(err), getattr(err, "exit_code", 2) or 2)
     if debug:
         raise err
     if isinstance(err, MemoryError):

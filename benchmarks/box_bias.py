@@ -11,18 +11,16 @@ and y in sides of the cascade's box, and its side over the frontal-convention si
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import numpy as np
 
 from tracker.crop import box_from_keypoints, to_gray
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15
-from train.datasets import is_validation, load_dataset
+from train.datasets import is_validation, load_dataset, shared_data_dir
 from train.prepare import match_detection
 
-SHARED = Path(os.environ.get("FKD_SHARED_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+SHARED = shared_data_dir()
 SPECS = (f"mtfl:{SHARED}/mtfl/training.txt", f"ytf:{SHARED}/ytf/training_frames_keypoints.csv")
 
 

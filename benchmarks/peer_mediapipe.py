@@ -27,7 +27,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-SHARED = Path(os.environ.get("FKD_SHARED_DATA", REPO.parent / "shared" / "data"))
 MP_PYTHON = HERE / ".venv-mediapipe" / "bin" / "python"
 SHARED_CLIPS = {
     "gates": "0492_03_009_bill_gates.avi",
@@ -55,6 +54,13 @@ def read_frames(path: str | os.PathLike) -> list:
     return frames
 
 
+def shared_videos() -> Path:
+    """The shared clips' folder (imported here: the MediaPipe worker's venv runs this file without the repo)."""
+    from train.datasets import shared_data_dir
+
+    return shared_data_dir() / "videos"
+
+
 def build_multi_face_clip(out: Path) -> int:
     """640x360, 25 fps, MJPEG: Gates | Trump side by side (each scaled to 360 px high, centre 320 px kept),
     cut to Bloom (scaled to 360 px high, pillar-boxed), cut to Trump | Gates (second halves, swapped), cut to
@@ -74,7 +80,7 @@ def build_multi_face_clip(out: Path) -> int:
         canvas[:, x:x + sw] = scaled
         return canvas
 
-    gates, trump, bloom = (read_frames(SHARED / "videos" / SHARED_CLIPS[k]) for k in ("gates", "trump", "bloom"))
+    gates, trump, bloom = (read_frames(shared_videos() / SHARED_CLIPS[k]) for k in ("gates", "trump", "bloom"))
     half, bhalf = min(len(gates), len(trump)) // 2, len(bloom) // 2
     frames = [np.hstack([fit(a, WIDTH // 2), fit(b, WIDTH // 2)])
               for a, b in zip(gates[:half], trump[:half], strict=True)]
@@ -195,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"built {path.name}: {n} frames, {WIDTH}x{HEIGHT}, 3 scene cuts, up to 2 faces")
                 clips[name] = path
             else:
-                clips[name] = SHARED / "videos" / SHARED_CLIPS[name]
+                clips[name] = shared_videos() / SHARED_CLIPS[name]
         ratios_all = {}
         for name, clip in clips.items():
             ratios = []

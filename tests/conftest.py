@@ -12,8 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from train.datasets import shared_data_dir
+
 REPO = Path(__file__).resolve().parent.parent
-SHARED = Path(os.environ.get("FKD_SHARED_DATA", REPO.parent / "shared" / "data"))
+SHARED = shared_data_dir()
 
 YTF_SPEC = f"ytf:{SHARED / 'ytf' / 'training_frames_keypoints.csv'}"
 MTFL_SPEC = f"mtfl:{SHARED / 'mtfl' / 'training.txt'}"

@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -104,6 +105,13 @@ class FaceSet:
             what = "missing" if not os.path.exists(path) else "cannot be decoded"
             raise DatasetError(f"{self.rows[i]}: image {path} {what}")
         return img
+
+
+def shared_data_dir() -> Path:
+    """The shared data folder the tests, benchmarks and `make gpu-check` read: $FKD_SHARED_DATA, else
+    ../shared/data beside the repository."""
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    return Path(os.environ.get("FKD_SHARED_DATA", default))
 
 
 def parse_spec(spec: str) -> tuple[str, str]:

@@ -140,8 +140,9 @@ def synthetic_prepared(path: str, n: int, seed: int = 0) -> dict:
 
 def real_crops(limit: int = 64) -> np.ndarray | None:
     """Up to `limit` real 96 px face crops from ../shared/data's YTF frames (None when absent)."""
-    shared = Path(os.environ.get("FKD_SHARED_DATA", REPO.parent / "shared" / "data"))
-    csv_path = shared / "ytf" / "training_frames_keypoints.csv"
+    from train.datasets import shared_data_dir
+
+    csv_path = shared_data_dir() / "ytf" / "training_frames_keypoints.csv"
     if not csv_path.is_file():
         return None
     from tracker.crop import box_from_keypoints, crop_face
@@ -365,8 +366,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--bench-seconds", type=float, default=1.0, help="timed seconds per benchmark row")
     args = ap.parse_args(argv)
     if args.make_data:
-        src = Path(os.environ.get("FKD_SHARED_DATA", REPO.parent / "shared" / "data"))
-        print(json.dumps(make_data_subset(src, Path(args.make_data))))
+        from train.datasets import shared_data_dir
+
+        print(json.dumps(make_data_subset(shared_data_dir(), Path(args.make_data))))
         return 0
     if not args.out:
         ap.error("--out DIR is required")

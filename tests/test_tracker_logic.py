@@ -227,6 +227,12 @@ def test_detection_crowding_a_tracked_face_starts_no_new_track():
     assert t.face_box.iou(chin) < 0.3  # not the same face by overlap, yet too close to be another
     slots = tr.plan(1, [t.face_box, chin, beside])
     assert [s.track for s in slots] == [t, None] and slots[1].box == beside
+    # a face half the size right beside it (boxes apart: 0.85 sides between centres, 0.1 of a side of gap) is
+    # another face; the rule takes the two boxes' mean side, not the larger one's (which would need 0.9)
+    small = FaceBox(t.face_box.cx + 0.85 * t.face_box.size, t.face_box.cy, 0.5 * t.face_box.size)
+    assert small.iou(t.face_box) == 0.0
+    slots = tr.plan(2, [t.face_box, small])
+    assert [s.track for s in slots] == [t, None] and slots[1].box == small
 
 
 def test_a_five_point_model_is_tracked_on_the_kaggle_points_it_gives():

@@ -37,7 +37,8 @@ def test_a_turning_face_keeps_one_track_with_success_from_the_first_frame(shared
     """orlando_bloom.avi: the main face turns between three-quarter and profile (frames 5 and 40 to one side, 130 to
     the other). With the frontal shape alone its profile frames scored below the success mark (confidence
     0.19-0.23 at frames 128-134); judged against the nearest head pose's shape it is written with success on every
-    frame, under one id, and the clip's other two people are each found once."""
+    frame, under one id, and the clip's other three people (at the right edge for the first 20 frames, beside and
+    behind from frame 100) are each found once."""
     pipeline = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     rows: dict[int, list] = {}
     with VideoSource(shared_data / "videos" / "orlando_bloom.avi") as src:
@@ -47,7 +48,7 @@ def test_a_turning_face_keeps_one_track_with_success_from_the_first_frame(shared
     main = rows[min(rows)]
     assert [i for i, _ in main] == list(range(139))  # tracked from frame 0 to the end, one id
     assert all(ok for _, ok in main)
-    assert len(rows) <= 3  # new ids: the main face and the two in the background, no churn
+    assert len(rows) <= 4  # new ids: the main face and the three others, no churn
 
 
 def test_a_turned_partial_hit_inside_a_tracked_face_does_not_take_the_track(shared_data, backend):

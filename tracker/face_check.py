@@ -1,4 +1,4 @@
-"""Face or not: a linear classifier on HOG features of the 96 x 96 crop a new detection gives (Dalal & Triggs),
+"""Face or not: a one-hidden-layer net on HOG features (Dalal & Triggs) of the 96 x 96 crop a new detection gives,
 trained by `train.face_check` on crops of the shared faces and of image regions away from them.
 
 `FaceCheck.probability(crops)` -> P(face) per crop; the weights ship as tracker/assets/face_check.npz.
@@ -29,12 +29,12 @@ def hog_features(crops: np.ndarray) -> np.ndarray:
 
 @dataclass
 class FaceCheck:
-    """Logistic regression on standardised HOG features."""
+    """A small neural net on standardised HOG features: `layers` are (weights, bias) pairs with a ReLU between
+    them, the last one giving the face logit (one pair alone is logistic regression)."""
 
     mean: np.ndarray
     scale: np.ndarray
-    weights: np.ndarray
-    bias: float
+    layers: list[tuple[np.ndarray, np.ndarray]]
 
     @classmethod
     def load(cls, path: str | None = None) -> FaceCheck:
@@ -42,13 +42,28 @@ class FaceCheck:
         if not os.path.isfile(path):
             raise FileNotFoundError(f"face check weights {path} are missing")
         with np.load(path) as z:
-            return cls(z["mean"], z["scale"], z["weights"], float(z["bias"]))
+            if "weights" in z.files:  # a logistic regression file of releases before the hidden layer
+                return cls(z["mean"], z["scale"], [(z["weights"][:, None], np.array([z["bias"]], np.float32))])
+            depth = sum(1 for k in z.files if k.startswith("w"))
+            return cls(z["mean"], z["scale"], [(z[f"w{i}"], z[f"b{i}"]) for i in range(depth)])
+
+    def save(self, path: str) -> None:
+        """Write the weights as `load` reads them (np.savez: `path` should end in .npz)."""
+        arrays = {"mean": self.mean, "scale": self.scale}
+        for i, (w, b) in enumerate(self.layers):
+            arrays[f"w{i}"], arrays[f"b{i}"] = w, np.asarray(b, np.float32).reshape(-1)
+        np.savez(path, **arrays)
 
     def logits(self, features: np.ndarray) -> np.ndarray:
-        return ((features - self.mean) / self.scale) @ self.weights + self.bias
+        h = (features - self.mean) / self.scale
+        for i, (w, b) in enumerate(self.layers):
+            h = h @ w + b
+            if i < len(self.layers) - 1:
+                h = np.maximum(h, 0.0)
+        return h.reshape(len(features))
 
     def probability(self, crops: np.ndarray) -> np.ndarray:
         """P(face) for each (96, 96) uint8 crop."""
         if not len(crops):
             return np.zeros(0)
-        return 1.0 / (1.0 + np.exp(-self.logits(hog_features(crops))))
+        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(hog_features(crops)), -60.0, 60.0)))

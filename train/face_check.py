@@ -1,5 +1,6 @@
 """Train the face/non-face check (tracker.face_check) on the shared faces: face crops with the box jitter and roll
-the combined detector gives, against crops of face-free image regions and of boxes beside or inside the face.
+the combined detector gives (and in its own boxes), against crops of face-free image regions and of boxes beside
+or inside the face.
 
 `python -m train.face_check --out tracker/assets/face_check.npz` (training split only; prints validation scores).
 """
@@ -8,9 +9,11 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 
 from engines.output_files import atomic_path, check_outputs
+from tracker.config import DEFAULT_TRACK
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face
 from tracker.face_check import FaceCheck, hog_features
 from tracker.haar import HaarDetector, HaarParams
@@ -19,6 +22,7 @@ from train.datasets import is_validation, load_dataset
 
 # The detector at a loose setting: its boxes on face-free regions are the hard negatives.
 HARD_NEGATIVES = HaarParams(min_neighbors=1, min_size=24)
+LOW_RES_SIDES = (20, 56)  # crops shrunk to a side in this range and blown up again, as small faces' are
 SOURCES = ("ytf:{root}/ytf/training_frames_keypoints.csv", "mtfl:{root}/mtfl/training.txt")
 
 
@@ -57,10 +61,28 @@ def negatives(img: np.ndarray, face: FaceBox, rng: np.random.Generator, hard: Ha
     return out
 
 
+def low_resolution(crops: np.ndarray, rng: np.random.Generator, share: float = 0.5,
+                   sides: tuple[int, int] = LOW_RES_SIDES) -> np.ndarray:
+    """A copy of the (N, 96, 96) crops with about `share` of them shrunk to a random side in `sides` and blown up
+    again: how the crop of a small face looks (the detector's smallest, 40 px, is enlarged 2.4x to fill 96)."""
+    out = crops.copy()
+    for k in range(len(out)):
+        if rng.random() < share:
+            side = int(rng.uniform(*sides))
+            small = cv2.resize(out[k], (side, side), interpolation=cv2.INTER_AREA)
+            out[k] = cv2.resize(small, out[k].shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return out
+
+
 def collect(root: str, per_source: int, validation: bool, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(HOG features, labels 1 face / 0 not) from up to `per_source` images of each shared source's split."""
+    """(HOG features, labels 1 face / 0 not) from up to `per_source` images of each shared source's split: each
+    face twice with random box jitter and, where the combined detector finds it, in its box and a near copy (so
+    the check knows the detector's own placement, e.g. the profile cascade's shift toward the back of the head);
+    half of all crops, faces and not, at a low resolution (`low_resolution`), as small faces' crops are."""
+    from train.prepare import match_detection
+
     rng = np.random.default_rng(seed)
-    hard = HaarDetector(HARD_NEGATIVES)
+    hard, detector = HaarDetector(HARD_NEGATIVES), HaarDetector()
     crops, labels = [], []
     for spec in SOURCES:
         fs = load_dataset(spec.format(root=root))
@@ -70,47 +92,73 @@ def collect(root: str, per_source: int, validation: bool, seed: int = 0) -> tupl
             if face is None:
                 continue
             img = fs.load_image(int(i))
-            for b in [jittered(face, rng), jittered(face, rng)]:
+            found = match_detection(detector.detect(img), fs.box_points[i], face)  # with the detector's own bias
+            detected = [] if found is None else [found, jittered(found, rng, shift=0.05, angle=10.0)]
+            for b in [jittered(face, rng), jittered(face, rng), *detected]:
                 crops.append(crop_face(img, b, CROP_SIZE)[0])
                 labels.append(1)
             for b in negatives(img, face, rng, hard):
                 crops.append(crop_face(img, b, CROP_SIZE)[0])
                 labels.append(0)
-    return hog_features(np.array(crops)), np.array(labels)
+    return hog_features(low_resolution(np.array(crops), np.random.default_rng(seed + 11))), np.array(labels)
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 1e-2, steps: int = 600, lr: float = 0.5) -> FaceCheck:
-    """Class-balanced L2 logistic regression on standardised features, full-batch gradient descent with momentum."""
+def fit(x: np.ndarray, y: np.ndarray, hidden: int = 128, epochs: int = 30, lr: float = 1e-3, l2: float = 1e-4,
+        batch: int = 256, seed: int = 0) -> FaceCheck:
+    """A one-hidden-layer ReLU net (`hidden` units; 0: logistic regression) on standardised features: class-balanced
+    logistic loss with L2, Adam on shuffled mini-batches, `epochs` passes; deterministic for a seed."""
+    rng = np.random.default_rng(seed)
     mean, scale = x.mean(0), x.std(0) + 1e-3
-    z = (x - mean) / scale
-    sw = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean()))
-    w, b = np.zeros(z.shape[1]), 0.0
-    vw, vb = np.zeros_like(w), 0.0
-    for _ in range(steps):
-        p = 1.0 / (1.0 + np.exp(-(z @ w + b)))
-        g = sw * (p - y) / len(y)
-        gw, gb = z.T @ g + l2 * w, g.sum()
-        vw, vb = 0.9 * vw - lr * gw, 0.9 * vb - lr * gb
-        w, b = w + vw, b + vb
-    return FaceCheck(mean.astype(np.float32), scale.astype(np.float32), w.astype(np.float32), float(b))
+    z = ((x - mean) / scale).astype(np.float32)
+    sizes = [z.shape[1], hidden, 1] if hidden > 0 else [z.shape[1], 1]
+    params = []
+    for d_in, d_out in zip(sizes[:-1], sizes[1:], strict=True):  # He initialisation
+        params += [rng.normal(0.0, np.sqrt(2.0 / d_in), (d_in, d_out)).astype(np.float32),
+                   np.zeros(d_out, np.float32)]
+    moments = [(np.zeros_like(q), np.zeros_like(q)) for q in params]
+    weight = np.where(y == 1, 0.5 / y.mean(), 0.5 / (1 - y.mean())).astype(np.float32)
+    step = 0
+    for _ in range(epochs):
+        order = rng.permutation(len(y))
+        for start in range(0, len(y), batch):
+            i = order[start : start + batch]
+            acts = [z[i]]  # the input of each layer
+            for k in range(0, len(params) - 2, 2):
+                acts.append(np.maximum(acts[-1] @ params[k] + params[k + 1], 0.0))
+            logit = (acts[-1] @ params[-2] + params[-1])[:, 0]
+            g = (weight[i] * (1.0 / (1.0 + np.exp(-np.clip(logit, -60, 60))) - y[i]) / len(i))[:, None]
+            grads = [None] * len(params)
+            for k in range(len(params) - 2, -1, -2):  # back through the layers
+                grads[k], grads[k + 1] = acts[k // 2].T @ g + l2 * params[k], g.sum(0)
+                if k:
+                    g = (g @ params[k].T) * (acts[k // 2] > 0)
+            step += 1
+            for q, grad, (m, v) in zip(params, grads, moments, strict=True):
+                m += 0.1 * (grad - m)
+                v += 0.001 * (grad * grad - v)
+                q -= lr * (m / (1 - 0.9**step)) / (np.sqrt(v / (1 - 0.999**step)) + 1e-8)
+    layers = [(params[k], params[k + 1]) for k in range(0, len(params), 2)]
+    return FaceCheck(mean.astype(np.float32), scale.astype(np.float32), layers)
 
 
 def scores(check: FaceCheck, x: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:
-    p = 1.0 / (1.0 + np.exp(-check.logits(x)))
+    p = 1.0 / (1.0 + np.exp(-np.clip(check.logits(x), -60, 60)))
     return {"faces": int(y.sum()), "non_faces": int((1 - y).sum()),
             "faces_accepted": float((p[y == 1] >= threshold).mean()),
             "non_faces_accepted": float((p[y == 0] >= threshold).mean())}
 
 
-def main(root: str = "../shared/data", out: str = "tracker/assets/face_check.npz", per_source: int = 2500) -> None:
+def main(root: str = "../shared/data", out: str = "tracker/assets/face_check.npz", per_source: int = 4000,
+         hidden: int = 128, epochs: int = 30) -> None:
     check_outputs([root], {"--out": out})
     x, y = collect(root, per_source, validation=False)
-    check = fit(x, y)
+    check = fit(x, y, hidden, epochs)
     print("training split", scores(check, x, y))
     xv, yv = collect(root, per_source, validation=True, seed=1)
-    print("validation split", scores(check, xv, yv))
+    for threshold in (0.5, DEFAULT_TRACK.face_check_min):
+        print(f"validation split, P(face) >= {threshold}", scores(check, xv, yv, threshold))
     with atomic_path(out) as tmp:
-        np.savez(tmp, mean=check.mean, scale=check.scale, weights=check.weights, bias=np.float32(check.bias))
+        check.save(tmp)
     print(f"wrote {out}")
 
 

@@ -20,6 +20,7 @@ import numpy as np
 
 from tracker.config import DEFAULT_TRACK
 from tracker.haar import FRONTAL_ONLY, HaarDetector, HaarParams, round_passes
+from train.datasets import shared_data_dir
 
 SETTINGS = {
     "frontal": FRONTAL_ONLY,
@@ -46,7 +47,8 @@ def frames(shared: str, every: int = 40) -> list[np.ndarray]:
     return out
 
 
-def main(rounds: int = 1, shared: str = "../shared/data") -> None:
+def main(rounds: int = 1, shared: str = "") -> None:
+    shared = shared or str(shared_data_dir())
     cv2.setNumThreads(1)
     images = frames(shared)
     detectors = {k: HaarDetector(v) for k, v in SETTINGS.items()}

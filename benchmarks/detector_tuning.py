@@ -13,10 +13,10 @@ import numpy as np
 from tracker.crop import box_from_keypoints, to_gray
 from tracker.haar import HaarDetector, HaarParams, suppress
 from tracker.keypoints import KAGGLE15
-from train.datasets import load_dataset
+from train.datasets import load_dataset, shared_data_dir
 from train.prepare import match_detection
 
-SHARED = "../shared/data"
+SHARED = str(shared_data_dir())
 PER_POSE = (136, 150, 150, 150, 195)  # every left/right profile face, 150 of the others
 YTF_FRAMES = 250
 COLUMNS = ("left profile", "left", "frontal", "right", "right profile", "YouTube-Faces")

@@ -138,6 +138,14 @@ def test_bad_numbers_and_usage_are_refused_naming_the_option(args, option, tmp_p
     assert list(tmp_path.iterdir()) == []  # refused before anything was made
 
 
+def test_the_train_group_alone_shows_its_commands(tmp_path):
+    """`fkd-track train` with no command lists its commands and exits 0, as `fkd-track` alone does (no `error:`)."""
+    r = run_cli("train", cwd=tmp_path)
+    assert r.code == 0, (r.code, r.err)
+    assert "error" not in r.err.lower() and "Traceback" not in r.err
+    assert all(name in r.out for name in ("prepare", "fit", "evaluate", "compare"))
+
+
 # ---- bad inputs, outputs onto inputs, unwritable outputs: one `error:` line, exit 2, inputs unchanged ------------
 
 CASES = {

@@ -233,6 +233,13 @@ def test_detection_crowding_a_tracked_face_starts_no_new_track():
     assert small.iou(t.face_box) == 0.0
     slots = tr.plan(2, [t.face_box, small])
     assert [s.track for s in slots] == [t, None] and slots[1].box == small
+    # a small box on the face's corner (half of it inside the face box; 0.64 sides from its centre, more than
+    # 0.9 x the mean side along the diagonal) crowds it
+    corner = FaceBox(t.face_box.cx + 0.45 * t.face_box.size, t.face_box.cy + 0.45 * t.face_box.size,
+                     0.3 * t.face_box.size)
+    assert math.hypot(0.45, 0.45) > 0.9 * (1 + 0.3) / 2
+    slots = tr.plan(3, [t.face_box, corner])
+    assert [s.track for s in slots] == [t]
 
 
 def test_a_five_point_model_is_tracked_on_the_kaggle_points_it_gives():

@@ -20,7 +20,7 @@ class TrackParams:
     max_misses: int = 2  # drop a track after this many detection rounds in a row found no face there
     drop_below: float = 0.05  # drop a track at once when its confidence falls below this
     success_above: float = 0.25  # rows with confidence at or above this are written with success=1
-    new_face_gap: float = 0.9  # a new face's centre must be this many face sides (their mean) from each tracked one
+    new_face_gap: float = 0.9  # a new face's box and each tracked one's, both shrunk to this share, must not overlap
     duplicate_iou: float = 0.5  # two tracks overlapping this much are one face: keep the older
     scene_cut: float = 0.25  # grey-histogram distance between consecutive frames that marks a cut
     upright: bool = False  # crop boxes follow the face's roll (False) or stay upright (True)

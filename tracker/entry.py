@@ -37,9 +37,9 @@ def _describe_oserror(err: OSError) -> str:
 
 def _usage_message(err) -> str:
     """A usage error as one line, naming the command's --help (Typer would print its usage block instead)."""
-    message = " ".join(err.format_message().split())
+    message = " ".join(err.format_message().split()) or type(err).__name__
     ctx = getattr(err, "ctx", None)
-    if ctx is not None and ctx.help_option_names:
+    if ctx is not None and ctx.command.get_help_option(ctx) is not None:
         message += f" (see '{ctx.command_path} {ctx.help_option_names[0]}')"
     return message
 
@@ -93,7 +93,7 @@ def _handle(err: BaseException, debug: bool) -> None:
         print("interrupted", file=sys.stderr, flush=True)
         sys.exit(130)
     if isinstance(err, typer.TyperException) and hasattr(err, "format_message"):  # usage (vendored click)
-        _fail(_usage_message(err), getattr(err, "exit_code", 2) or 2)
+        _fail(_usage_message(err), 2)
     if debug:
         raise err
     if isinstance(err, MemoryError):

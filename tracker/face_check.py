@@ -27,6 +27,11 @@ def hog_features(crops: np.ndarray) -> np.ndarray:
     return np.array(out, np.float32).reshape(len(crops), -1)
 
 
+def sigmoid(logits: np.ndarray) -> np.ndarray:
+    """P(face) from face logits (clipped, so no overflow warning for extreme ones)."""
+    return 1.0 / (1.0 + np.exp(-np.clip(logits, -60.0, 60.0)))
+
+
 @dataclass
 class FaceCheck:
     """A small neural net on standardised HOG features: `layers` are (weights, bias) pairs with a ReLU between
@@ -45,6 +50,8 @@ class FaceCheck:
             if "weights" in z.files:  # a logistic regression file of releases before the hidden layer
                 return cls(z["mean"], z["scale"], [(z["weights"][:, None], np.array([z["bias"]], np.float32))])
             depth = sum(1 for k in z.files if k.startswith("w"))
+            if not depth or "mean" not in z.files:
+                raise ValueError(f"{path} holds no face check weights (mean, scale, w0, b0, ...)")
             return cls(z["mean"], z["scale"], [(z[f"w{i}"], z[f"b{i}"]) for i in range(depth)])
 
     def save(self, path: str) -> None:
@@ -66,4 +73,4 @@ class FaceCheck:
         """P(face) for each (96, 96) uint8 crop."""
         if not len(crops):
             return np.zeros(0)
-        return 1.0 / (1.0 + np.exp(-np.clip(self.logits(hog_features(crops)), -60.0, 60.0)))
+        return sigmoid(self.logits(hog_features(crops)))

@@ -305,9 +305,10 @@ def match_boxes(tracks: list[FaceBox], detections: list[FaceBox], min_iou: float
 
 
 def crowds(box: FaceBox, others: list[FaceBox], gap: float) -> bool:
-    """`box`'s centre is closer than `gap` times the two boxes' mean side to the centre of one of `others` (at
-    gap 1, side by side boxes just touch: so a small face beside a large one is not judged by the large one's side)."""
-    return any(math.hypot(box.cx - o.cx, box.cy - o.cy) < gap * (box.size + o.size) / 2.0 for o in others)
+    """`box` and one of `others`, each shrunk to `gap` of its side about its centre, overlap: their centres are
+    closer than `gap` times the two sides' mean along both axes (a small face right beside a large one, boxes
+    apart, is another face; a small box on the large one's corner is not)."""
+    return any(max(abs(box.cx - o.cx), abs(box.cy - o.cy)) < gap * (box.size + o.size) / 2.0 for o in others)
 
 
 def contains(outer: FaceBox, inner: FaceBox) -> bool:

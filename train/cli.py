@@ -13,8 +13,15 @@ import typer
 
 from engines.errors import UserError
 
-train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (needs torch).",
-                        no_args_is_help=True)
+train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (needs torch).")
+
+
+@train_app.callback(invoke_without_command=True)
+def _train_group(ctx: typer.Context) -> None:
+    """`fkd-track train` alone shows its commands (exit 0), as `fkd-track` alone does."""
+    if ctx.invoked_subcommand is None:
+        typer.echo(ctx.get_help())
+        raise typer.Exit(0)
 
 
 def _progress():

@@ -15,10 +15,10 @@ import numpy as np
 from engines.output_files import atomic_path, check_outputs
 from tracker.config import DEFAULT_TRACK
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face
-from tracker.face_check import FaceCheck, hog_features
+from tracker.face_check import FaceCheck, hog_features, sigmoid
 from tracker.haar import HaarDetector, HaarParams
 from tracker.keypoints import KAGGLE15
-from train.datasets import is_validation, load_dataset
+from train.datasets import is_validation, load_dataset, shared_data_dir
 
 # The detector at a loose setting: its boxes on face-free regions are the hard negatives.
 HARD_NEGATIVES = HaarParams(min_neighbors=1, min_size=24)
@@ -27,8 +27,9 @@ SOURCES = ("ytf:{root}/ytf/training_frames_keypoints.csv", "mtfl:{root}/mtfl/tra
 
 
 def jittered(box: FaceBox, rng: np.random.Generator, shift: float = 0.15, angle: float = 30.0) -> FaceBox:
+    """`box` moved by up to `shift` of its side, scaled by 0.85-1.2 and turned by up to `angle` degrees more."""
     return FaceBox(box.cx + rng.uniform(-shift, shift) * box.size, box.cy + rng.uniform(-shift, shift) * box.size,
-                   box.size * rng.uniform(0.85, 1.2), rng.uniform(-angle, angle))
+                   box.size * rng.uniform(0.85, 1.2), box.angle + rng.uniform(-angle, angle))
 
 
 def negatives(img: np.ndarray, face: FaceBox, rng: np.random.Generator, hard: HaarDetector,
@@ -126,7 +127,7 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: int = 128, epochs: int = 30, lr: f
             for k in range(0, len(params) - 2, 2):
                 acts.append(np.maximum(acts[-1] @ params[k] + params[k + 1], 0.0))
             logit = (acts[-1] @ params[-2] + params[-1])[:, 0]
-            g = (weight[i] * (1.0 / (1.0 + np.exp(-np.clip(logit, -60, 60))) - y[i]) / len(i))[:, None]
+            g = (weight[i] * (sigmoid(logit) - y[i]) / len(i))[:, None]
             grads = [None] * len(params)
             for k in range(len(params) - 2, -1, -2):  # back through the layers
                 grads[k], grads[k + 1] = acts[k // 2].T @ g + l2 * params[k], g.sum(0)
@@ -142,14 +143,16 @@ def fit(x: np.ndarray, y: np.ndarray, hidden: int = 128, epochs: int = 30, lr: f
 
 
 def scores(check: FaceCheck, x: np.ndarray, y: np.ndarray, threshold: float = 0.5) -> dict:
-    p = 1.0 / (1.0 + np.exp(-np.clip(check.logits(x), -60, 60)))
+    p = sigmoid(check.logits(x))
     return {"faces": int(y.sum()), "non_faces": int((1 - y).sum()),
             "faces_accepted": float((p[y == 1] >= threshold).mean()),
             "non_faces_accepted": float((p[y == 0] >= threshold).mean())}
 
 
-def main(root: str = "../shared/data", out: str = "tracker/assets/face_check.npz", per_source: int = 4000,
+def main(root: str = "", out: str = "tracker/assets/face_check.npz", per_source: int = 4000,
          hidden: int = 128, epochs: int = 30) -> None:
+    """`root`: the shared data folder (default: train.datasets.shared_data_dir)."""
+    root = root or str(shared_data_dir())
     check_outputs([root], {"--out": out})
     x, y = collect(root, per_source, validation=False)
     check = fit(x, y, hidden, epochs)

@@ -37,8 +37,8 @@ def test_a_turning_face_keeps_one_track_with_success_from_the_first_frame(shared
     """orlando_bloom.avi: the main face turns between three-quarter and profile (frames 5 and 40 to one side, 130 to
     the other). With the frontal shape alone its profile frames scored below the success mark (confidence
     0.19-0.23 at frames 128-134); judged against the nearest head pose's shape it is written with success on every
-    frame, under one id, and the clip's other three people (at the right edge for the first 20 frames, beside and
-    behind from frame 100) are each found once."""
+    frame, under one id, and the clip's three other ids (the man at the right edge for the first 20 frames, the
+    face behind and the small face under the logo from frame 100 on) are each found once."""
     pipeline = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     rows: dict[int, list] = {}
     with VideoSource(shared_data / "videos" / "orlando_bloom.avi") as src:

@@ -17,12 +17,10 @@ from tracker.face_check import FaceCheck
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15
 from tracker.verify import new_face_checks
-from train.datasets import ATTRIBUTE_CLASSES, ATTRIBUTES, is_validation, load_dataset, shared_data_dir
-from train.evaluate import face_free_regions
+from train.datasets import ATTRIBUTE_CLASSES, is_validation, load_dataset, shared_data_dir
+from train.evaluate import POSE, face_free_regions
 from train.face_check import HARD_NEGATIVES
 from train.prepare import match_detection
-
-POSE = ATTRIBUTES.index("pose")  # column of the head pose in FaceSet.attributes
 
 
 def cases():

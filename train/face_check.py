@@ -19,6 +19,7 @@ from tracker.face_check import FaceCheck, hog_features, sigmoid
 from tracker.haar import HaarDetector, HaarParams
 from tracker.keypoints import KAGGLE15
 from train.datasets import is_validation, load_dataset, shared_data_dir
+from train.prepare import match_detection
 
 # The detector at a loose setting: its boxes on face-free regions are the hard negatives.
 HARD_NEGATIVES = HaarParams(min_neighbors=1, min_size=24)
@@ -80,8 +81,6 @@ def collect(root: str, per_source: int, validation: bool, seed: int = 0) -> tupl
     face twice with random box jitter and, where the combined detector finds it, in its box and a near copy (so
     the check knows the detector's own placement, e.g. the profile cascade's shift toward the back of the head);
     half of all crops, faces and not, at a low resolution (`low_resolution`), as small faces' crops are."""
-    from train.prepare import match_detection
-
     rng = np.random.default_rng(seed)
     hard, detector = HaarDetector(HARD_NEGATIVES), HaarDetector()
     crops, labels = [], []

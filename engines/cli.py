@@ -11,6 +11,7 @@ import typer
 
 from engines.backend import ModelError
 from engines.errors import UserError
+from engines.extras import require
 from engines.model_file import model_kind, require_model_file
 from engines.output_files import atomic_path, check_outputs
 
@@ -48,6 +49,8 @@ def export(
 
         import_tensorrt()  # fail before writing anything when TensorRT is missing
     if kind == "pt":
+        for module in ("torch", "onnx", "onnxscript"):  # torch's ONNX exporter needs all three
+            require(module, "exporting a .pt checkpoint")
         from engines.export import export_onnx
 
         with atomic_path(onnx_path) as tmp:  # with --half-weights, only the float16 file is ever written

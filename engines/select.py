@@ -12,6 +12,7 @@ import os
 
 from engines.backend import Backend, ModelError
 from engines.errors import UserError
+from engines.extras import require
 from engines.model_file import model_kind, require_model_file
 
 BACKENDS = ("auto", "onnxruntime", "torch", "tensorrt")
@@ -56,6 +57,8 @@ def _open(backend: str, path: str, device: str | None = None, threads: int | Non
 
         return OrtBackend(path, threads)
     if backend == "torch":
+        require("torch", f"{path} (a .pt checkpoint)",
+                tip="or pass its ONNX export: `fkd-track export --model FILE.pt` where torch is installed")
         from engines.torch_backend import TorchBackend
 
         return TorchBackend(path, device=device)

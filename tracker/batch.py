@@ -20,6 +20,7 @@ from pathlib import Path
 import typer
 
 from engines.errors import UserError
+from engines.extras import require
 from engines.output_files import atomic_path, check_outputs
 from tracker.batch_task import (
     STATUS_FAILED,
@@ -371,11 +372,7 @@ def _stop_pool(pool: cf.ProcessPoolExecutor) -> None:
 
 def _import_ray():
     """Ray, imported only for --ray; one error line where the [cluster] extra is not installed."""
-    try:
-        import ray
-    except ImportError:
-        raise UserError("--ray needs Ray: pip install 'fkd-track[cluster]'") from None
-    return ray
+    return require("ray", "--ray")
 
 
 def _run_ray(ray, pending: list[tuple[int, Task]], spec: EngineSpec, settings: TrackSettings, address: str,

@@ -54,15 +54,13 @@ def quantize(
     bound: float = typer.Option(0.1, "--bound", min=0.0, help="Allowed validation RMSE increase over float (px)."),
 ) -> None:
     """INT8 ONNX (static QDQ, calibrated on real face crops); written only within --bound px of float's RMSE."""
-    import importlib.util
-
+    from engines.extras import require
     from engines.model_file import model_kind, require_model_file
     from engines.output_files import check_outputs
     from engines.quantize import quantize_int8
     from engines.select import int8_sibling
 
-    if importlib.util.find_spec("onnx") is None:
-        raise UserError("fkd-track quantize needs the onnx package: pip install 'fkd-track[train]'")
+    require("onnx", "fkd-track quantize")
     src = require_model_file(str(model))
     if model_kind(src) != "onnx":
         raise UserError(f"{src}: quantize takes a float .onnx (export a checkpoint first)")

@@ -12,8 +12,10 @@ from pathlib import Path
 import typer
 
 from engines.errors import UserError
+from engines.extras import require
 
-train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (needs torch).")
+train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (fit, compare, refine and "
+                                 "report need torch: the [train] extra).")
 
 
 @train_app.callback(invoke_without_command=True)
@@ -29,13 +31,6 @@ def _progress():
 
     return Progress(TextColumn("{task.description:>8}"), BarColumn(), MofNCompleteColumn(),
                     TimeRemainingColumn())
-
-
-def _need_torch() -> None:
-    try:
-        import torch  # noqa: F401
-    except ImportError:
-        raise UserError("training needs torch: pip install 'fkd-track[train]'") from None
 
 
 def _positive(value: float | None) -> float | None:
@@ -161,8 +156,8 @@ def fit_cmd(
         init = default_model_path()
     if init is not None and not os.path.isfile(init):
         raise UserError(f"--init: no such file: {init}")
+    require("torch", "training")  # before the run folder is claimed
     claim_run_folder(out, resume, force, inputs=[data, init])
-    _need_torch()
     from engines.models import MODELS, create_model, parse_arch_options
     from train.augment import AugmentParams
     from train.fit import FitConfig, fit, model_arch
@@ -238,6 +233,8 @@ def evaluate_cmd(
         raise UserError(f"--cascades/--angles: {err}") from None
     model_path = str(model) if model else default_model_path()
     check_outputs([model_path, *(_spec_files([data]) or [data])], {"--json": json_out, "--ced": ced, "--worst": worst})
+    if ced or worst:  # before the evaluation, not after it
+        require("matplotlib", "--ced" if ced else "--worst")
     try:
         detector = HaarDetector(params) if crop == "detector" else None
     except FileNotFoundError as err:
@@ -280,7 +277,7 @@ def compare_cmd(
              "default: the paper's three runs."),
 ) -> None:
     """Train models on one split and write a Table-2 style comparison (default: the paper's three runs)."""
-    _need_torch()
+    require("torch", "training")
     from engines.models import MODELS
     from train.compare import PAPER_RUNS, compare
     from train.fit import FitConfig
@@ -323,12 +320,12 @@ def refine_cmd(
     from train.prepare import require_prepared_file
     from train.run_folder import claim_run_folder
 
+    require("torch", "train refine")  # before the run folder is claimed
     require_model_file(str(stage1))
     require_prepared_file(str(data))
     claim_run_folder(out, force=force, inputs=[stage1, data])
     for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
         check_outputs([stage1, data], {"--out": out / name})
-    _need_torch()
     from engines.export import export_onnx
     from engines.select import load_backend
     from train.fit import FitConfig, fit
@@ -368,7 +365,8 @@ def report_cmd(
 ) -> None:
     """PNGs: loss curves, attribute accuracies, CED curves per model, validation crops with predicted and true
     points, first-layer filters."""
-    _need_torch()
+    require("torch", "train report")
+    require("matplotlib", "train report")
     from train.report import report
 
     try:

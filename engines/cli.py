@@ -40,7 +40,12 @@ def export(
         raise UserError(f"{src} is already ONNX; drop --onnx (or pass the .pt checkpoint to re-export)")
     if kind != "pt" and engine is None:
         raise UserError(f"{src} is already ONNX; add --engine OUT.engine to build a TensorRT engine")
+    for option, path, suffix in (("--onnx", onnx, ".onnx"), ("--engine", engine, ".engine")):
+        if path is not None and Path(path).suffix.lower() != suffix and Path(path).resolve() != Path(src).resolve():
+            raise UserError(f"{option} {path}: name it *{suffix} (fkd-track picks the backend by the suffix)")
     onnx_path = (str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))) if kind == "pt" else src
+    if kind == "pt" and onnx is None and Path(onnx_path).exists():
+        raise UserError(f"{onnx_path} already exists; pass --onnx {onnx_path} to replace it, or another --onnx path")
     check_outputs([src], {"--onnx": onnx_path if kind == "pt" else None, "--engine": engine,
                           "--engine (its .json)": f"{engine}.json" if engine is not None else None,
                           "--engine (its .timing)": f"{engine}.timing" if engine is not None else None})

@@ -26,7 +26,7 @@ def require(module: str, what: str, tip: str = "") -> ModuleType:
         return importlib.import_module(module)
     except ImportError as err:
         missing = (err.name or "").split(".")[0]
-        if missing != module:  # installed, but one of its own dependencies is broken
+        if missing and missing != module:  # installed, but one of its own dependencies is missing
             raise ExtraMissing(f"{what} needs {module}, which is installed but cannot be imported: "
                                f"{' '.join(str(err).split())}") from None
         more = f" ({tip})" if tip else ""

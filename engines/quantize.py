@@ -82,6 +82,23 @@ def float32_graph(src: str, dst: str) -> None:
     onnx.save_model(model, dst)
 
 
+def require_float_onnx(src: str) -> None:
+    """ModelError unless `src` is a readable ONNX model that is not quantised already (QDQ or QLinear nodes)."""
+    import onnx
+
+    require_model_file(src)
+    try:
+        model = onnx.load(src, load_external_data=False)
+    except Exception as err:  # protobuf's DecodeError and friends: the file is not an ONNX model
+        raise ModelError(f"{src} is not a loadable ONNX model (corrupt or truncated): "
+                         f"{' '.join(str(err).split()) or type(err).__name__}") from None
+    quantised = {n.op_type for n in model.graph.node} & {"QuantizeLinear", "DequantizeLinear", "QLinearConv",
+                                                          "QLinearMatMul", "ConvInteger", "MatMulInteger"}
+    if quantised:
+        raise ModelError(f"{src} is quantised already ({', '.join(sorted(quantised))} nodes); quantize its float "
+                         "source instead")
+
+
 def _session(path: str, threads: int | None = None):
     import onnxruntime as ort
 
@@ -137,7 +154,7 @@ def quantize_int8(
 
     from engines.output_files import atomic_path
 
-    require_model_file(src)
+    require_float_onnx(src)
     if len(calibration) == 0 or not held_out:
         raise ModelError("INT8 quantisation needs calibration crops and held-out labelled faces")
     size = calibration.shape[-1]

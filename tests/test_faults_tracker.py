@@ -226,6 +226,23 @@ def test_truncated_video_keeps_the_rows_it_read(inputs, tmp_path):
     assert check_csv(csv)["frame"].nunique() == read > 10
 
 
+@pytest.mark.parametrize("pipelined", ["--pipelined", "--sequential"])
+def test_a_video_that_fails_before_its_first_frame_leaves_an_old_csv_as_it_was(inputs, tmp_path, pipelined):
+    frames = tmp_path / "frames"
+    shutil.copytree(inputs.folder, frames)
+    first = sorted(frames.iterdir())[0]
+    first.write_text("not an image\n")  # the folder opens; its first frame does not decode
+    csv = tmp_path / "keep.csv"
+    r = run_case(inputs, ["video", str(inputs.clip), "--headless", "--model", str(inputs.model), "--csv", str(csv)])
+    assert r.code == 0, r.err
+    kept = file_hash(csv)
+    r = run_case(inputs, ["video", str(frames), "--headless", "--model", str(inputs.model), "--csv", str(csv),
+                          pipelined])
+    assert_user_error(r, first.name)
+    assert file_hash(csv) == kept  # the earlier run's rows are not replaced by an empty table
+    assert "wrote" not in r.err
+
+
 def test_cut_short_jpeg_in_a_folder_is_named_once(inputs, tmp_path):
     folder = tmp_path / "frames"
     shutil.copytree(inputs.folder, folder)

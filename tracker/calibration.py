@@ -57,13 +57,14 @@ def quantize(
     from engines.extras import require
     from engines.model_file import model_kind, require_model_file
     from engines.output_files import check_outputs
-    from engines.quantize import quantize_int8
+    from engines.quantize import quantize_int8, require_float_onnx
     from engines.select import int8_sibling
 
     require("onnx", "fkd-track quantize")
     src = require_model_file(str(model))
     if model_kind(src) != "onnx":
         raise UserError(f"{src}: quantize takes a float .onnx (export a checkpoint first)")
+    require_float_onnx(src)  # before the faces are cropped
     dst = str(out) if out is not None else int8_sibling(src)
     check_outputs([src], {"--out": dst})
     crops, held = split_faces(data, calibration, held_out)

@@ -65,11 +65,14 @@ def format_rows(
 
 
 class KeypointCsvWriter:
-    """Opens `path` (creating its folder), writes the header, then one frame at a time. `attributes`: the
-    attribute heads to export (each face's FaceResult.attributes must have them), or none.
+    """Writes the header and one frame at a time to `path` (creating its folder). `attributes`: the attribute
+    heads to export (each face's FaceResult.attributes must have them), or none.
 
-    Writes go straight to the file (no buffer), a frame's rows in one piece; when a write fails (disk full,
-    I/O error) the file is cut back to its last complete row and the failure is one UserError line."""
+    The file is opened (and an old file of that name replaced) only with the first frame, so a run that fails
+    before its first frame (an unreadable video) leaves an old file as it was; `finish` writes the header of a
+    run that ended without a frame. Writes go straight to the file (no buffer), a frame's rows in one piece;
+    when a write fails (disk full, I/O error) the file is cut back to its last complete row and the failure is
+    one UserError line."""
 
     def __init__(
         self, path: str | os.PathLike, coordinate_columns: Sequence[str], attributes: Sequence[str] = ()
@@ -78,15 +81,23 @@ class KeypointCsvWriter:
         self.n_coords = len(coordinate_columns)
         self.attributes = tuple(attributes)
         self.rows = 0
+        self._header = ",".join(csv_header(coordinate_columns, self.attributes))
         self._complete = 0  # bytes of the file that hold whole rows
-        folder = os.path.dirname(os.path.abspath(self.path))
+        self._file = None  # opened with the first frame
+
+    @property
+    def opened(self) -> bool:
+        """Whether the file was written (the first frame came, or `finish` ran)."""
+        return self._file is not None
+
+    def _open(self) -> None:
         try:
-            os.makedirs(folder, exist_ok=True)
+            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
             self._file = open(self.path, "wb", buffering=0)
         except OSError as err:
             raise UserError(f"cannot write CSV {self.path}: {err.strerror or err}") from None
         try:
-            self._write([",".join(csv_header(coordinate_columns, self.attributes))])
+            self._write([self._header])
         except UserError:
             self._file.close()
             if os.path.isfile(self.path):  # not even the header fitted: leave no empty file (never a device)
@@ -118,11 +129,18 @@ class KeypointCsvWriter:
 
     def write_frame(self, frame: int, timestamp_ms: float, faces: Sequence[FaceResult]) -> None:
         lines = format_rows(frame, timestamp_ms, faces, self.n_coords, self.attributes)
+        if self._file is None:
+            self._open()
         self._write(lines)
         self.rows += len(lines)
 
+    def finish(self) -> None:
+        """After a run that completed: the file exists, with its header even when no frame came."""
+        if self._file is None:
+            self._open()
+
     def close(self) -> None:
-        if not self._file.closed:
+        if self._file is not None and not self._file.closed:
             self._file.close()
 
     def __enter__(self) -> KeypointCsvWriter:

@@ -102,11 +102,21 @@ def run_stream(
 ) -> StreamStats:
     """Process every frame of `source` until it ends, `on_frame` returns False, or max_frames are done.
 
-    `on_frame` is called on this thread, in frame order, after the frame was drawn and written."""
-    if pipelined:
-        return _run_pipelined(source, pipeline, _Output(pipeline, csv, video, overlay, draw), on_frame,
-                              max_frames)
+    `on_frame` is called on this thread, in frame order, after the frame was drawn and written. A run that
+    ends without an error leaves the CSV with at least its header (`KeypointCsvWriter.finish`)."""
     out = _Output(pipeline, csv, video, overlay, draw)
+    if pipelined:
+        stats = _run_pipelined(source, pipeline, out, on_frame, max_frames)
+    else:
+        stats = _run_sequential(source, pipeline, out, on_frame, max_frames)
+    if csv is not None:
+        csv.finish()
+    return stats
+
+
+def _run_sequential(source: FrameSource, pipeline: Pipeline, out: _Output, on_frame: FrameCallback | None,
+                    max_frames: int | None) -> StreamStats:
+    """One frame after another on this thread."""
     stats = StreamStats()
     start = time.perf_counter()
     frames = iter(source)

@@ -30,6 +30,8 @@ def check_outputs(inputs: Sequence[Path | str], outputs: Mapping[str, Path | str
     for option, path in outputs.items():
         if path is None:
             continue
+        if str(path) == "-":
+            raise UserError(f"{option} -: standard output is not an output here; give a file path")
         out = _resolved(path)
         for src in ins:
             if out == src or (src.exists() and out.exists() and os.path.samefile(out, src)):

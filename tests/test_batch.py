@@ -216,6 +216,12 @@ def test_ray_without_the_cluster_extra_is_one_error_line(tmp_path, video_path):
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+def test_a_ray_address_that_does_not_parse_writes_no_summary(tmp_path, video_path):
+    res = run_cli("batch", video_path, "--out-dir", tmp_path / "out", "--ray", "not-an-address")
+    assert_user_error(res, "--ray not-an-address", "cannot start or join ray")
+    assert not (tmp_path / "out" / "summary.csv").exists()  # no input ran: nothing to list as interrupted
+
+
 def test_workers_get_one_onnx_runtime_thread_by_default(model_path):
     """What each batch worker opens (EngineSpec's default threads=1) runs ONNX Runtime on one thread."""
     from tracker.batch_task import EngineSpec, ModelFile, TrackSettings, open_engines

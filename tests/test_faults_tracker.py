@@ -178,6 +178,7 @@ USER = [
     ("out-onto-the-refine-model", [*VIDEO, "--refine", "{tmp}/r.onnx", "--out", "{tmp}/r.onnx"], ["is an input"]),
     ("csv-and-out-one-file", [*VIDEO, "--csv", "{tmp}/o.mp4", "--out", "{tmp}/o.mp4"], ["both name"]),
     ("csv-is-a-folder", [*VIDEO, "--csv", "{tmp}/empty-folder"], ["is a folder"]),
+    ("csv-dash", [*VIDEO, "--csv", "-"], ["--csv -", "give a file path"]),
     ("csv-under-a-file", [*VIDEO, "--csv", "{tmp}/afile/o.csv"], ["--csv", "not a folder"]),
     ("out-under-a-file", [*VIDEO, "--out", "{tmp}/afile/sub/o.mp4"], ["--out", "cannot write"]),
     ("out-bad-extension", [*VIDEO, "--out", "{tmp}/o.txt"], ["use one of"]),

@@ -140,7 +140,8 @@ def batch(
             if results[i] is None and _finished(task):  # renamed into place just before a stop reached its worker
                 results[i] = TaskResult(task.input, STATUS_OK, output=_output_field(task))
         _remove_temp_outputs([t for t, r in zip(tasks, results, strict=True) if r is None])
-        _write_summary(summary, tasks, results)
+        if summary.exists() or any(r is not None for r in results):  # not for a run stopped before any input
+            _write_summary(summary, tasks, results)
     _report(results, time.perf_counter() - start, summary)
 
 

@@ -19,7 +19,6 @@ from engines.output_files import atomic_path
 from tracker.config import OverlayParams, SmoothParams, TrackParams
 from tracker.haar import HaarDetector, HaarParams
 
-_KEPT = "; output for the frames read was kept"  # what a truncated video's SourceError says `video` did
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_INTERRUPTED = "ok", "failed", "skipped", "interrupted"
 
 
@@ -158,8 +157,8 @@ def track_one(task: Task, settings: TrackSettings, engines: Engines) -> TaskResu
                 for thing in (writer, video, source):
                     if thing is not None:
                         thing.close()
-    except (UserError, OSError) as err:  # a truncated input's partial output was not kept here: say so
-        return _failed(task, start, (str(err) or type(err).__name__).replace(_KEPT, "; no output written"))
+    except (UserError, OSError) as err:  # a truncated input's partial output is not kept here: say so
+        return _failed(task, start, f"{str(err) or type(err).__name__}; no output written")
     except Exception as err:  # one input's unexpected failure must not stop the others
         return _failed(task, start, f"{type(err).__name__}: {err}")
     outputs = [task.csv] + ([task.video] if task.video else [])

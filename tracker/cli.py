@@ -158,6 +158,13 @@ def _wrote(csv: Path | None, writer, out: Path | None, video) -> None:
         _echo_err(f"wrote {out} ({video.verify()} frames)")
 
 
+def _kept(writer, video) -> str:
+    """What an input that stops early leaves of the outputs, for its error line ('' when nothing was written)."""
+    if (writer is not None and writer.opened) or (video is not None and video.frames):
+        return "; output for the frames read was kept"
+    return ""
+
+
 def _refine_cost(pipeline, stats) -> str | None:
     """With --refine, one line with the second stage's cost per face next to the first stage's."""
     if pipeline.stage2 is None:
@@ -282,7 +289,7 @@ def video(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from tracker.live import Window, display_available
-    from tracker.sources import open_inputs
+    from tracker.sources import SourceError, open_inputs
     from tracker.stream import run_stream
 
     overlay = _overlay(labels)
@@ -308,9 +315,12 @@ def video(
                 progress.update(task, advance=1, fps=f"{result.index + 1} frames")
                 return window.show(image) if window is not None else True
 
-            stats = run_stream(source, pipeline, csv=writer, video=video_out, overlay=overlay,
-                               draw=window is not None or video_out is not None, on_frame=on_frame,
-                               pipelined=pipelined)
+            try:
+                stats = run_stream(source, pipeline, csv=writer, video=video_out, overlay=overlay,
+                                   draw=window is not None or video_out is not None, on_frame=on_frame,
+                                   pipelined=pipelined)
+            except SourceError as err:  # a truncated input: say what became of the outputs
+                raise SourceError(f"{err}{_kept(writer, video_out)}") from None
     finally:
         _close(window, writer, video_out, source)
     _echo_err(

@@ -97,8 +97,7 @@ class VideoSource(FrameSource):
             index += 1
         if self.frame_count is not None and index < self.frame_count:
             raise SourceError(
-                f"{self.path} ends after {index} of {self.frame_count} frames (truncated or corrupt); "
-                "output for the frames read was kept"
+                f"{self.path} ends after {index} of {self.frame_count} frames (truncated or corrupt)"
             )
 
     def close(self) -> None:

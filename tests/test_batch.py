@@ -68,7 +68,8 @@ def test_pool_gives_the_bytes_of_one_by_one_video_runs(pool_run, reference, all_
         assert 0 < int(row["frames_with_face"]) <= int(row["frames"]) <= rows_in_csv
         assert int(row["faces"]) >= 1
     assert temp_files(out_dir) == []
-    assert {p.name for p in out_dir.iterdir()} == {f"{p.stem}.csv" for p in all_video_paths} | {"summary.csv"}
+    assert {p.name for p in out_dir.iterdir()} == {f"{p.stem}.csv" for p in all_video_paths} | {"summary.csv",
+                                                                                                "batch.json"}
 
 
 @pytest.mark.slow
@@ -149,7 +150,8 @@ def test_failing_inputs_are_reported_and_the_others_finish(tmp_path, video_path,
     names = [csv_name for csv_name, _ in outputs]
     assert names[0] != names[1] and all(n.startswith("frames-") and n.endswith(".csv") for n in names)
     assert [v for _, v in outputs] == [n.replace(".csv", ".mp4") for n in names]
-    assert sorted(p.name for p in out_dir.iterdir()) == sorted([*names, *(v for _, v in outputs), "summary.csv"])
+    expected = [*names, *(v for _, v in outputs), "summary.csv", "batch.json"]
+    assert sorted(p.name for p in out_dir.iterdir()) == sorted(expected)
     for _, annotated in outputs:
         cap = cv2.VideoCapture(str(out_dir / annotated))
         assert int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) == 12
@@ -214,6 +216,37 @@ def test_ray_without_the_cluster_extra_is_one_error_line(tmp_path, video_path):
                   env={"PYTHONPATH": str(shadow.parent)})
     assert_user_error(res, "--ray needs Ray", "fkd-track[cluster]")
     assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_resuming_with_other_settings_is_refused_and_redo_starts_over(tmp_path, video_path):
+    out_dir = tmp_path / "out"
+    csv_path = out_dir / f"{video_path.stem}.csv"
+    first = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert first.code == 0, first.err
+    smoothed = csv_path.read_bytes()
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-smooth")
+    assert_user_error(res, "holds outputs made with another smooth settings", "--redo")
+    assert csv_path.read_bytes() == smoothed
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-smooth", "--redo")
+    assert res.code == 0 and "1 done, 0 skipped" in res.err, res.err
+    redone = csv_path.read_bytes()
+    assert redone != smoothed
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-smooth")  # its own settings
+    assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err
+    assert csv_path.read_bytes() == redone
+    (out_dir / "batch.json").unlink()  # as an older fkd-track left the folder: trusted, with a note
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert res.code == 0 and "0 done, 1 skipped" in res.err and "note: " in res.err, res.err
+
+
+def test_a_file_at_an_outputs_name_that_is_no_keypoint_table_is_not_taken_as_finished(tmp_path, video_path):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    mine = out_dir / f"{video_path.stem}.csv"
+    mine.write_text("garbage\n")
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert_user_error(res, f"{video_path.stem}.csv is not a keypoint table", "--redo")
+    assert mine.read_text() == "garbage\n"
 
 
 def test_a_ray_address_that_does_not_parse_writes_no_summary(tmp_path, video_path):

@@ -11,10 +11,11 @@ import csv
 import glob
 import hashlib
 import itertools
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import astuple, fields
+from dataclasses import asdict, astuple, fields
 from pathlib import Path
 
 import typer
@@ -101,10 +102,13 @@ def batch(
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
     folder_fps: float = FOLDER_FPS,
+    redo: bool = typer.Option(
+        False, "--redo", help="Track every input again, replacing the outputs an earlier run left in --out-dir."),
 ) -> None:
     """Track an archive: each input alone into DIR/<name>.csv, the same bytes `fkd-track video INPUT --csv` gives.
 
-    Resumable: finished outputs are skipped. A failing input is listed in DIR/summary.csv, never stops the others.
+    Resumable: finished outputs are skipped while the model and settings are those DIR/batch.json records (other
+    ones are refused; --redo starts over). A failing input is listed in DIR/summary.csv, never stops the others.
     """
     track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
     settings = TrackSettings(track, smoothing, HaarParams(scale_factor, min_neighbors, min_face, max_side),
@@ -118,8 +122,15 @@ def batch(
     tasks = make_tasks(paths, out_dir, out_video)
     _check_batch_outputs(paths, out_dir, tasks)
     summary = out_dir / SUMMARY
-    results, todo = _resume(tasks, summary)
-    engines = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, before any input
+    engines, header = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, first
+    record = run_record(engines, settings)
+    if redo:
+        results, todo = [None] * len(tasks), list(range(len(tasks)))
+    else:
+        results, todo = _resume(tasks, summary, header)
+        if len(todo) < len(tasks):
+            _check_record(out_dir / RECORD, record)
+    _write_record(out_dir / RECORD, record)
     start = time.perf_counter()
     try:
         with _progress(len(todo)) as on_result:
@@ -221,18 +232,73 @@ def _check_batch_outputs(paths: list[str], out_dir: Path, tasks: list[Task]) -> 
                 raise UserError(f"--out-dir: {out} would overwrite an input; choose another --out-dir")
 
 
-def _resume(tasks: list[Task], summary: Path) -> tuple[list[TaskResult | None], list[int]]:
+def _resume(tasks: list[Task], summary: Path, header: str) -> tuple[list[TaskResult | None], list[int]]:
     """Results so far (a `skipped` row for each input whose outputs exist, None for the rest) and the indices
-    still to do."""
+    still to do; UserError for a CSV at an output's name that does not start with this run's `header`."""
     before = _previous_summary(summary)
     results: list[TaskResult | None] = [None] * len(tasks)
     todo = []
     for i, task in enumerate(tasks):
         if _finished(task):
+            _check_header(task.csv, header)
             results[i] = _skipped(task, before.get(task.input))
         else:
             todo.append(i)
     return results, todo
+
+
+def _check_header(path: str, header: str) -> None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            first = f.readline().rstrip("\r\n")
+    except OSError as err:
+        raise UserError(f"cannot read {path}: {err.strerror or err}") from None
+    if first != header:
+        raise UserError(f"{path} is not a keypoint table of this model (its first line is not the CSV header); "
+                        "move it away, or pass --redo to track every input again")
+
+
+# --- what the outputs were made with ----------------------------------------------------------------------------
+
+RECORD = "batch.json"  # in --out-dir: the model and settings its outputs were made with
+
+
+def run_record(engines, settings: TrackSettings) -> dict:
+    """What decides an output's rows: the file the engine runs (by content: `auto` may run the INT8 sibling),
+    the backend, the --refine second stage and every tracking setting. JSON-ready."""
+    from engines.model_file import sha256_file
+
+    stage2 = engines.stage2
+    return json.loads(json.dumps({
+        "model_sha256": sha256_file(engines.backend.info.path),
+        "backend": engines.backend.name,
+        "refine_sha256": None if stage2 is None else sha256_file(stage2.info.path),
+        "settings": asdict(settings),
+    }))
+
+
+def _check_record(path: Path, record: dict) -> None:
+    """Resuming: the outputs already in --out-dir must come from this model and these settings (UserError
+    naming what changed); a folder without a record (an older fkd-track) is trusted, with a note."""
+    try:
+        before = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        typer.echo(f"note: {path.parent} has no {RECORD}; its finished outputs are kept as they are", err=True)
+        return
+    except (OSError, ValueError) as err:
+        raise UserError(f"cannot read {path} ({err}); pass --redo to track every input again") from None
+    changed = [k for k in record if k != "settings" and before.get(k) != record[k]]
+    old = before.get("settings") if isinstance(before.get("settings"), dict) else {}
+    changed += [f"{k} settings" for k in record["settings"] if old.get(k) != record["settings"][k]]
+    if changed:
+        raise UserError(f"{path.parent} holds outputs made with another {', '.join(changed)}; write to another "
+                        "--out-dir, or pass --redo to track every input again")
+
+
+def _write_record(path: Path, record: dict) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8") as f:
+        readable_like_plain_files(tmp)
+        json.dump(record, f, indent=1)
 
 
 def _finished(task: Task) -> bool:
@@ -287,13 +353,15 @@ def _remove_temp_outputs(tasks: list[Task]) -> None:
 
 
 def _open_checked(spec: EngineSpec, settings: TrackSettings):
-    """Open the engines here and build one pipeline, so a wrong model or option fails once, before any input."""
+    """Open the engines here and build one pipeline, so a wrong model or option fails once, before any input;
+    returns the engines and the header line of the CSVs they write."""
+    from tracker.csv_out import csv_header
     from tracker.pipeline import Pipeline
 
     engines = open_engines(spec, settings)
-    Pipeline(engines.detector, engines.backend, settings.track, settings.smooth, settings.attributes,
-             engines.stage2)
-    return engines
+    pipeline = Pipeline(engines.detector, engines.backend, settings.track, settings.smooth, settings.attributes,
+                        engines.stage2)
+    return engines, ",".join(csv_header(pipeline.kps.columns, list(pipeline.attribute_classes)))
 
 
 @contextlib.contextmanager

@@ -103,7 +103,8 @@ def batch(
     refine: Path | None = REFINE,
     folder_fps: float = FOLDER_FPS,
     redo: bool = typer.Option(
-        False, "--redo", help="Track every input again, replacing the outputs an earlier run left in --out-dir."),
+        False, "--redo", help="Track every input again: first remove the outputs an earlier run left for them in "
+        "--out-dir."),
 ) -> None:
     """Track an archive: each input alone into DIR/<name>.csv, the same bytes `fkd-track video INPUT --csv` gives.
 
@@ -124,7 +125,8 @@ def batch(
     summary = out_dir / SUMMARY
     engines, header = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, first
     record = run_record(engines, settings)
-    if redo:
+    if redo:  # the earlier outputs go first, so a stopped --redo never leaves them under the new record
+        _remove_outputs(tasks)
         results, todo = [None] * len(tasks), list(range(len(tasks)))
     else:
         results, todo = _resume(tasks, summary, header)
@@ -338,6 +340,16 @@ def _write_summary(path: Path, tasks: list[Task], results: list[TaskResult | Non
         for task, result in zip(tasks, results, strict=True):
             result = result or TaskResult(task.input, STATUS_INTERRUPTED)
             writer.writerow(["" if v is None else v for v in astuple(result)])
+
+
+def _remove_outputs(tasks: list[Task]) -> None:
+    for task in tasks:
+        for out in (task.csv, task.video):
+            if out is not None and os.path.isfile(out):
+                try:
+                    os.unlink(out)
+                except OSError as err:
+                    raise UserError(f"--redo: cannot remove {out}: {err.strerror or err}") from None
 
 
 def _remove_temp_outputs(tasks: list[Task]) -> None:

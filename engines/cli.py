@@ -18,7 +18,8 @@ from engines.output_files import atomic_path, check_outputs
 
 def export(
     model: Path = typer.Option(..., "--model", help="Checkpoint (.pt), or an .onnx to build an engine from."),
-    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX to write (default: checkpoint path, .onnx)."),
+    onnx: Path | None = typer.Option(None, "--onnx", help="ONNX to write (default: the checkpoint's path as .onnx, "
+                                       "never over an existing file: name it here to replace it)."),
     engine: Path | None = typer.Option(None, "--engine", help="TensorRT engine to build (TensorRT + GPU)."),
     fp16: bool = typer.Option(True, "--fp16/--fp32", help="Engine precision."),
     min_batch: int = typer.Option(1, "--min-batch", min=1, help="Smallest batch the engine accepts."),

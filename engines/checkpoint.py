@@ -74,9 +74,12 @@ def load_checkpoint(path: str, map_location: str | torch.device = "cpu") -> tupl
     if not os.path.isfile(path):
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+        with open(path, "rb"):
+            pass
     except OSError as err:  # e.g. no permission to read it
         raise CheckpointError(f"cannot read checkpoint {path}: {err.strerror or err}") from None
+    try:  # a truncated file raises OSError(EINVAL) inside torch: it too is a corrupt file, not a reading problem
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception:  # torch's own text (a paragraph on weights_only, a miniz code) would not help a user
         raise CheckpointError(f"{path} is not a readable checkpoint (truncated or corrupt, or not a file of "
                               "weights as `train fit` writes them)") from None

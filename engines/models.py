@@ -6,6 +6,7 @@ with attribute heads, `forward_all` also gives each attribute's logits from the 
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 import torch
@@ -14,12 +15,29 @@ from torch import nn
 MODELS: dict[str, Callable[..., nn.Module]] = {}
 
 
-def register(name: str):
+ARCH_OPTIONS: dict[str, dict[str, object]] = {}  # {architecture: {option: default}}, what --arch-option takes
+
+
+def register(name: str, model_class: type | None = None, fixed: tuple[str, ...] = (), **defaults):
+    """Register a model builder; `model_class`'s keyword arguments, less `fixed` (set by the builder), are the
+    architecture's options, with the class's defaults or the builder's own `defaults`."""
+
     def deco(fn):
         MODELS[name] = fn
+        if model_class is not None:
+            params = inspect.signature(model_class).parameters.values()
+            ARCH_OPTIONS[name] = {p.name: defaults.get(p.name, p.default) for p in params
+                                  if p.name not in ("num_keypoints", *fixed) and p.default is not p.empty}
         return fn
 
     return deco
+
+
+def describe_options(name: str) -> str:
+    """`fc (default 500), dropout (default 0.5), ...`: the options architecture `name` takes."""
+    opts = ARCH_OPTIONS.get(name, {})
+    return ", ".join(f"{k} (default {','.join(map(str, v)) if isinstance(v, tuple) else v})"
+                     for k, v in opts.items()) or "none"
 
 
 def create_model(name: str, num_keypoints: int = 15, attributes: dict[str, int] | None = None,
@@ -28,6 +46,9 @@ def create_model(name: str, num_keypoints: int = 15, attributes: dict[str, int] 
     ValueError lists the known names."""
     if name not in MODELS:
         raise ValueError(f"unknown architecture {name!r}; known: {', '.join(MODELS)}")
+    unknown = [k for k in kwargs if name in ARCH_OPTIONS and k not in ARCH_OPTIONS[name]]
+    if unknown:
+        raise ValueError(f"{name}: unexpected keyword {', '.join(unknown)}; its options: {describe_options(name)}")
     try:
         model = MODELS[name](num_keypoints=num_keypoints, **kwargs)
     except TypeError as err:  # an option the architecture does not take
@@ -244,13 +265,13 @@ class ResNet18(KeypointModel):
         return self.out(features)
 
 
-@register("mlresnet")
+@register("mlresnet", KeypointCNN, fixed=("shortcut",))
 def mlresnet(num_keypoints: int = 15, **kw) -> nn.Module:
     """ML-ResNet exactly as the paper (Wu et al.): residual blocks 32->64->128."""
     return KeypointCNN(num_keypoints, shortcut=True, **kw)
 
 
-@register("mlresnet_fast")
+@register("mlresnet_fast", KeypointCNN, fixed=("shortcut",), stem_stride=2)
 def mlresnet_fast(num_keypoints: int = 15, **kw) -> nn.Module:
     """The efficient ML-ResNet variant: the paper's net with a strided stem (blocks at 24 and 12 px, FC from 6x6),
     about 4x fewer multiply-adds."""
@@ -258,18 +279,18 @@ def mlresnet_fast(num_keypoints: int = 15, **kw) -> nn.Module:
     return KeypointCNN(num_keypoints, shortcut=True, **kw)
 
 
-@register("cnn")
+@register("cnn", KeypointCNN, fixed=("shortcut",))
 def cnn(num_keypoints: int = 15, **kw) -> nn.Module:
     """The paper's 6-layer CNN baseline: the same trunk without shortcuts."""
     return KeypointCNN(num_keypoints, shortcut=False, **kw)
 
 
-@register("mlp")
+@register("mlp", MLP)
 def mlp(num_keypoints: int = 15, **kw) -> nn.Module:
     return MLP(num_keypoints, **kw)
 
 
-@register("resnet18")
+@register("resnet18", ResNet18)
 def resnet18(num_keypoints: int = 15, **kw) -> nn.Module:
     """A ResNet-18-style trunk from scratch (no pretrained weights), for comparison with ML-ResNet."""
     return ResNet18(num_keypoints, **kw)

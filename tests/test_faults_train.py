@@ -113,6 +113,8 @@ USAGE = [
     (["train", "compare", "--data", "p.npz", "--out", "r", "--epochs", "0"], "--epochs"),
     (["train", "compare", "--data", "p.npz", "--out", "r", "--lr", "0"], "--lr"),
     (["train", "refine", "--stage1", "a.pt", "--data", "p.npz", "--out", "r", "--zoom", "0"], "--zoom"),
+    (["train", "refine", "--stage1", "a.pt", "--data", "p.npz", "--out", "r", "--zoom", "1e9"], "--zoom"),  # 0.5..3
+    (["train", "refine", "--stage1", "a.pt", "--data", "p.npz", "--out", "r", "--zoom", "0.1"], "--zoom"),
     (["train", "refine", "--stage1", "a.pt", "--data", "p.npz", "--out", "r", "--batch", "0"], "--batch"),
     (["train", "refine", "--stage1", "a.pt", "--data", "p.npz", "--out", "r", "--epochs", "0"], "--epochs"),
     (["train", "prepare", "--data", "mtfl:x.txt", "--out", "p.npz", "--val-fraction", "2"], "--val-fraction"),
@@ -375,3 +377,159 @@ def test_held_interrupts_deliver_ctrl_c_only_after_the_block():
             done.append("all files written")
     assert done == ["all files written"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# ---- the audit's cases: each refused up front, one clear line, nothing made ----------------------------------------
+
+@pytest.fixture(scope="session")
+def mtfl_prep(tmp_path_factory, shared_data) -> Path:
+    """20 MTFL faces only: 5 of the 15 keypoints each, so no face is complete."""
+    out = tmp_path_factory.mktemp("faults_mtfl") / "mtfl.npz"
+    r = run_cli("train", "prepare", "--data", MTFL_SPEC, "--limit", "20", "--out", out)
+    assert r.code == 0, r.err
+    return out
+
+
+@pytest.fixture(scope="session")
+def binary_file(tmp_path_factory, shared_data) -> Path:
+    """The first 20 kB of a real video: what a user gives by mistake as a label file or a prepared set."""
+    p = tmp_path_factory.mktemp("faults_binary") / "clip.avi"
+    p.write_bytes(next((SHARED / "videos").glob("*.avi")).read_bytes()[:20000])
+    return p
+
+
+def _nothing_made(folder: Path) -> None:
+    assert list(folder.iterdir()) == [], list(folder.rglob("*"))  # no file and no empty folder either
+
+
+@pytest.mark.parametrize("command", ["fit", "compare"])
+def test_complete_only_without_complete_faces_is_refused_before_any_folder(command, mtfl_prep, tmp_path):
+    """MTFL gives 5 of the 15 keypoints: the complete-only loss has no face to train on. Refused before any run
+    folder is made (compare used to leave three empty ones after an `unexpected ValueError`)."""
+    if command == "fit":
+        args = ["train", "fit", "--data", mtfl_prep, "--out", tmp_path / "r", "--loss", "complete-only", *FIT]
+    else:
+        args = ["train", "compare", "--data", mtfl_prep, "--out", tmp_path / "cmp", "--epochs", "1"]
+    r = run_cli(*args, cwd=tmp_path)
+    assert_user_error(r, "mtfl.npz", "no training face has all 15 keypoints", "complete-only",
+                      "--loss masked" if command == "fit" else "--archs")
+    _nothing_made(tmp_path)
+
+
+DEVICE_AND_NAMES = {
+    "fit --device": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--device", "foo"], "--device foo"),
+    "fit --device cuda:x": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--device", "cuda:x"],
+                            "--device cuda:x"),
+    "compare --device": (["train", "compare", "--data", "{prep}", "--out", "{tmp}/c", "--device", "foo"],
+                         "--device foo"),
+    "refine --device": (["train", "refine", "--stage1", "{run}/best.pt", "--data", "{prep}", "--out", "{tmp}/r",
+                         "--device", "foo"], "--device foo"),
+    "fit --arch": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--arch", "foo"], "--arch"),
+    "fit --loss": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--loss", "foo"], "--loss"),
+    "fit --schedule": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--schedule", "foo"], "--schedule"),
+    "fit --arch-option": (["train", "fit", "--data", "{prep}", "--out", "{tmp}/r", "--arch-option", "foo=1"],
+                          "foo"),
+}
+
+
+@pytest.mark.parametrize("name", list(DEVICE_AND_NAMES))
+def test_bad_device_and_names_are_refused_before_the_run_folder(name, prep, run, tmp_path):
+    template, word = DEVICE_AND_NAMES[name]
+    args = [a.format(tmp=tmp_path, prep=prep, run=run) for a in template]
+    r = run_cli(*args, cwd=tmp_path)
+    assert_user_error(r, word)
+    if "--device" in word:
+        assert "use auto, cpu, cuda or cuda:N" in r.err and "Expected one of" not in r.err
+    _nothing_made(tmp_path)  # refine: not even stage2.npz
+
+
+def test_unknown_arch_option_names_the_options_the_architecture_takes(prep, tmp_path):
+    r = run_cli("train", "fit", "--data", prep, "--out", tmp_path / "r", "--arch", "mlp", "--arch-option", "foo=1",
+                cwd=tmp_path)
+    assert_user_error(r, "--arch-option", "mlp", "foo", "its options: hidden (default 100)")
+    assert "__init__" not in r.err
+    _nothing_made(tmp_path)
+
+
+@pytest.mark.parametrize("fmt", ["mtfl", "kaggle"])
+def test_a_binary_file_as_label_file_is_named(fmt, binary_file, tmp_path):
+    r = run_cli("train", "prepare", "--data", f"{fmt}:{binary_file}", "--out", tmp_path / "sub" / "x.npz",
+                cwd=tmp_path)
+    assert_user_error(r, f"{binary_file} is not a text label file")
+    assert "UnicodeDecodeError" not in r.err
+    _nothing_made(tmp_path)
+
+
+def test_refine_into_a_finished_run_offers_only_force(prep, run, tmp_path):
+    before = file_hash(run)
+    r = run_cli("train", "refine", "--stage1", run / "best.pt", "--data", prep, "--out", run, cwd=tmp_path)
+    assert_user_error(r, "already holds a training run", "--force")
+    assert "--resume" not in r.err  # refine has no --resume
+    assert file_hash(run) == before
+
+
+def test_a_missing_label_file_is_named_before_the_output_placement(tmp_path):
+    """--out pv.npz would lie in the folder of mtfl:nope.txt, but the more basic problem is the missing file."""
+    r = run_cli("train", "prepare", "--data", "mtfl:nope.txt", "--out", "pv.npz", cwd=tmp_path)
+    assert_user_error(r, "dataset file not found: nope.txt")
+    _nothing_made(tmp_path)
+
+
+def test_truncated_checkpoint_says_truncated_or_corrupt(bad, prep, tmp_path):
+    r = run_cli("train", "evaluate", "--model", bad["trunc_pt"], "--data", prep, cwd=tmp_path)
+    assert_user_error(r, "trunc.pt", "truncated or corrupt")
+    assert "Invalid argument" not in r.err
+
+
+@pytest.mark.parametrize("command", ["fit", "evaluate", "report", "report-missing", "refine"])
+def test_a_file_that_is_no_prepared_set_is_named_and_nothing_is_made(command, binary_file, run, tmp_path):
+    data = tmp_path.parent / "nope.npz" if command == "report-missing" else binary_file
+    args = {
+        "fit": ["train", "fit", "--data", data, "--out", tmp_path / "r", *FIT],
+        "evaluate": ["train", "evaluate", "--model", run / "best.pt", "--data", data, "--crop", "prepared"],
+        "report": ["train", "report", run, "--data", data, "--out", tmp_path / "rep"],
+        "report-missing": ["train", "report", run, "--data", data, "--out", tmp_path / "rep"],
+        "refine": ["train", "refine", "--stage1", run / "best.pt", "--data", data, "--out", tmp_path / "r"],
+    }[command]
+    r = run_cli(*args, cwd=tmp_path)
+    if command == "report-missing":
+        assert_user_error(r, "prepared dataset not found", "nope.npz")
+    else:
+        assert_user_error(r, f"{binary_file} is not a prepared dataset (.npz written by `fkd-track train prepare`)")
+        assert "allow_pickle" not in r.err
+    _nothing_made(tmp_path)
+
+
+def test_evaluate_bad_angles_says_what_to_give(prep, run, tmp_path):
+    r = run_cli("train", "evaluate", "--model", run / "best.pt", "--data", prep, "--crop", "detector",
+                "--angles", "abc", cwd=tmp_path)
+    assert_user_error(r, "--angles abc: give degrees", "e.g. -25,25, or none")
+    assert "convert string to float" not in r.err
+
+
+@pytest.mark.parametrize("args, shown", [
+    (["train", "--help"], ["the [train] extra"]),
+    (["train", "evaluate", "--help"], ["[default: (the packaged model)]", "[default: (the tracker's)]"]),
+    (["train", "compare", "--help"], ["--device", "cuda:N"]),
+], ids=["train", "evaluate", "compare"])
+def test_help_keeps_its_square_brackets_and_describes_device(args, shown, tmp_path):
+    r = run_cli(*args, cwd=tmp_path)
+    assert r.code == 0, r.err
+    text = " ".join(r.out.replace("│", " ").split())  # the rich panel's borders and wrapping away
+    for s in shown:
+        assert s in text, (s, r.out)
+    if "compare" in args:
+        line = next(ln for ln in r.out.splitlines() if "--device" in ln)
+        assert "cuda:N" in line, line
+
+
+@pytest.mark.slow
+def test_fit_ends_with_one_summary_line(prep, tmp_path):
+    out = tmp_path / "run"
+    r = run_cli("train", "fit", "--data", prep, "--out", out, "--epochs", "2", *FIT)
+    assert r.code == 0, r.err
+    last = r.out.strip().splitlines()[-1]
+    assert last.startswith("done: 2 epochs in "), r.out
+    assert "best validation RMSE" in last and f"-> {out / 'best.pt'}; last -> {out / 'last.pt'}" in last, last
+    best_epoch = int(last.split(" at epoch ")[1].split()[0])
+    assert best_epoch in (1, 2) and "epoch 2/2" in r.out

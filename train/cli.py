@@ -15,7 +15,7 @@ from engines.errors import UserError
 from engines.extras import require
 
 train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (fit, compare, refine and "
-                                 "report need torch: the [train] extra).")
+                                 "report need torch: the \\[train] extra).")
 
 
 @train_app.callback(invoke_without_command=True)
@@ -49,12 +49,18 @@ def _fraction(value: float) -> float:
 
 LIMIT_HELP = "Train on at most this many faces (default: all)."
 FORCE_HELP = "Start over in an --out folder that already holds a run (replaces its checkpoints)."
+DEVICE_HELP = "Where to train: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N."
 RESUME_HELP = "Continue the run in --out from its last.pt (never replaces a better best.pt)."
 
 
 def _spec_files(specs: list[str]) -> list[str]:
-    from train.datasets import spec_inputs
+    """The files and folders the dataset specs read, for the output checks; a spec's missing or binary label
+    file is refused first, as the more basic problem."""
+    from train.datasets import parse_spec, spec_inputs
 
+    for spec in specs:
+        if spec_inputs(spec):  # a FORMAT:PATH spec (not a prepared file)
+            parse_spec(spec)
     return [p for spec in specs for p in spec_inputs(spec)]
 
 
@@ -73,8 +79,11 @@ def prepare_cmd(
 ) -> None:
     """Detect, crop (96 px box + margin) and store every face of the given datasets in one compact file."""
     from engines.output_files import check_outputs
+    from train.datasets import parse_spec
     from train.prepare import prepare
 
+    for spec in data:  # the format, the label file's presence and text before the output checks
+        parse_spec(spec)
     check_outputs(_spec_files(list(data)), {"--out": out})
     with _progress() as progress:
         meta = prepare(list(data), str(out), val_fraction, skip_bad, limit, progress=progress,
@@ -116,7 +125,7 @@ def fit_cmd(
     lr: float = typer.Option(1e-4, callback=_positive),
     weight_decay: float = typer.Option(5e-4, min=0.0),
     schedule: str = typer.Option("constant", help="Learning-rate schedule: constant or cosine."),
-    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N."),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     amp: bool = typer.Option(True, help="bf16 mixed precision on CUDA."),
     seed: int = typer.Option(0, min=0),
     resume: bool = typer.Option(False, "--resume", help=RESUME_HELP),
@@ -128,7 +137,8 @@ def fit_cmd(
     multitask: bool = typer.Option(False, "--multitask", help="All four MTFL attribute heads at lambda 0.1."),
     stop_k: int = typer.Option(5, min=1,
                                help="Task-wise early stopping (TCDCN): epochs in the training-error strip."),
-    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon."),
+    stop_epsilon: float = typer.Option(8.0, help="Task-wise early stopping (TCDCN): threshold epsilon (a head stops "
+                                                 "when training trend x validation rise exceeds it)."),
     init: str = typer.Option(None, "--init", help="Start from these weights (same keypoints; every tensor of matching "
                                                   "name and shape, so mlresnet_fast can start from mlresnet): a "
                                                   "checkpoint, an exported ONNX model, or 'default' (the packaged "
@@ -157,12 +167,15 @@ def fit_cmd(
     if init is not None and not os.path.isfile(init):
         raise UserError(f"--init: no such file: {init}")
     require("torch", "training")  # before the run folder is claimed
-    claim_run_folder(out, resume, force, inputs=[data, init])
     from engines.models import MODELS, create_model, parse_arch_options
     from train.augment import AugmentParams
-    from train.fit import FitConfig, fit, model_arch
+    from train.fit import FitConfig, check_fit, fit, fit_summary, model_arch
     from train.masked_loss import LOSSES
 
+    if loss not in LOSSES:
+        raise UserError(f"unknown --loss {loss!r}; known: {', '.join(LOSSES)}")
+    if schedule not in ("constant", "cosine"):
+        raise UserError("--schedule must be constant or cosine")
     inherited: dict = {}
     if arch is None:  # fine-tuning or resuming keeps the model's own architecture and options
         source = os.path.join(out, "last.pt") if resume else init
@@ -172,28 +185,30 @@ def fit_cmd(
     try:
         arch_kwargs = parse_arch_options(arch_option) if arch_option else inherited
         create_model(arch, **arch_kwargs)  # fails fast on an option the architecture does not take
-        augment_params = AugmentParams.scaled(augment)
     except ValueError as err:
-        raise UserError(f"--arch-option/--augment: {err}") from None
-    if loss not in LOSSES:
-        raise UserError(f"unknown --loss {loss!r}; known: {', '.join(LOSSES)}")
-    if schedule not in ("constant", "cosine"):
-        raise UserError("--schedule must be constant or cosine")
+        raise UserError(f"--arch-option: {err}") from None
+    augment_params = AugmentParams.scaled(augment)  # --augment >= 0 is checked by Typer
     cfg = FitConfig(str(data), str(out), arch, loss, epochs, batch, lr, weight_decay, schedule, device, amp,
                     seed, resume, force=force, limit=limit, attr_weights=_attr_weights(attr_weights, multitask),
                     stop_k=stop_k, stop_epsilon=stop_epsilon, init=init,
                     augment=augment_params, arch_kwargs=arch_kwargs, save_every=save_every,
                     pose_balance=pose_balance)
+    check_fit(cfg)  # faces for this loss and --limit, a known --device
+    claim_run_folder(out, resume, force, inputs=[data, init])
     try:
-        fit(cfg, log=typer.echo)
+        result = fit(cfg, log=typer.echo)
     except (FileNotFoundError, ValueError, RuntimeError) as err:
         raise UserError(str(err)) from None
+    summary = fit_summary(cfg, result)
+    if summary:  # under torchrun, rank 0's alone
+        typer.echo(summary)
 
 
 @train_app.command("evaluate")
 def evaluate_cmd(
     model: Path = typer.Option(None, "--model",
-                               help="Checkpoint (.pt), ONNX model or TensorRT engine [default: the packaged model]."),
+                               help="Checkpoint (.pt), ONNX model or TensorRT engine.",
+                               show_default="the packaged model"),
     data: str = typer.Option(..., "--data",
                              help="Dataset spec FORMAT:PATH (all rows) or a prepared file (validation split)."),
     crop: str = typer.Option("landmarks",
@@ -204,10 +219,10 @@ def evaluate_cmd(
     backend: str = typer.Option("auto", help="Inference backend: auto, onnxruntime, torch, tensorrt."),
     cascades: str = typer.Option(None, "--cascades",
                                  help="--crop detector: OpenCV cascades, comma-separated (frontal, alt2, alt, profile, "
-                                      "or a file; profile ones also run mirrored) [default: the tracker's]."),
+                                      "or a file; profile ones also run mirrored).", show_default="the tracker's"),
     angles: str = typer.Option(None, "--angles",
                                help="--crop detector: in-plane rotations (degrees) searched with the first cascade, "
-                                    "comma-separated, or none [default: the tracker's]."),
+                                    "comma-separated, or none.", show_default="the tracker's"),
     json_out: Path = typer.Option(None, "--json", help="Write the metrics here as JSON."),
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows of a dataset spec (as prepare)."),
@@ -227,10 +242,14 @@ def evaluate_cmd(
     try:
         if cascades is not None:
             params = replace(params, cascades=parse_cascades(cascades))
+    except ValueError as err:
+        raise UserError(f"--cascades: {err}") from None
+    try:
         if angles is not None:
             params = replace(params, angles=parse_angles(angles))
-    except ValueError as err:
-        raise UserError(f"--cascades/--angles: {err}") from None
+    except ValueError:  # a word, or an angle beyond +-90
+        raise UserError(f"--angles {angles}: give degrees within -90..90 separated by commas, e.g. -25,25, "
+                        "or none") from None
     model_path = str(model) if model else default_model_path()
     check_outputs([model_path, *(_spec_files([data]) or [data])], {"--json": json_out, "--ced": ced, "--worst": worst})
     if ced or worst:  # before the evaluation, not after it
@@ -267,7 +286,7 @@ def compare_cmd(
     epochs: int = typer.Option(30, min=1),
     batch: int = typer.Option(256, min=1),
     lr: float = typer.Option(1e-4, callback=_positive),
-    device: str = typer.Option("auto"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     limit: int | None = typer.Option(None, min=1, help=LIMIT_HELP),
     resume: bool = typer.Option(False, "--resume", help="Continue each run of --out that has a last.pt."),
     force: bool = typer.Option(False, "--force", help="Start over the runs --out already holds."),
@@ -302,12 +321,13 @@ def refine_cmd(
     data: Path = typer.Option(..., "--data", help="The prepared dataset the first stage was trained on."),
     out: Path = typer.Option(..., "--out", help="Run directory of the second stage."),
     zoom: float = typer.Option(
-        1.2, callback=_positive,
-        help="Stage-2 crop: the face box's side / zoom, centred and turned upright by the stage-1 points."),
+        1.2, min=0.5, max=3.0,
+        help="Stage-2 crop: the face box's side / zoom, centred and turned upright by the stage-1 points "
+             "(above 3 the eyes and mouth leave the crop; below 0.5 the face fills less than half of it)."),
     epochs: int = typer.Option(10, min=1),
     batch: int = typer.Option(256, min=1),
     lr: float = typer.Option(1e-4, callback=_positive),
-    device: str = typer.Option("auto"),
+    device: str = typer.Option("auto", help=DEVICE_HELP),
     seed: int = typer.Option(0, min=0),
     limit: int | None = typer.Option(None, min=1, help="The --limit the first stage was fitted with (same faces)."),
     init: bool = typer.Option(True, help="Start the second stage from the first stage's weights."),
@@ -318,19 +338,23 @@ def refine_cmd(
     from engines.model_file import require_model_file
     from engines.output_files import atomic_path, check_outputs
     from train.prepare import require_prepared_file
-    from train.run_folder import claim_run_folder
+    from train.run_folder import check_run_folder, claim_run_folder
 
     require("torch", "train refine")  # before the run folder is claimed
     require_model_file(str(stage1))
     require_prepared_file(str(data))
-    claim_run_folder(out, force=force, inputs=[stage1, data])
-    for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
-        check_outputs([stage1, data], {"--out": out / name})
+    check_run_folder(out, force=force, can_resume=False)
     from engines.export import export_onnx
     from engines.select import load_backend
-    from train.fit import FitConfig, fit
-    from train.refine import evaluate_cascade, prepare_stage2
+    from train.fit import FitConfig, fit, pick_device
+    from train.refine import check_stage1, evaluate_cascade, prepare_stage2
+
+    pick_device(device)
     first = load_backend(str(stage1), "torch")
+    check_stage1(first, str(data))
+    claim_run_folder(out, force=force, inputs=[stage1, data], can_resume=False)
+    for name in ("stage2.npz", "stage1.onnx", "stage2.onnx", "cascade.json"):
+        check_outputs([stage1, data], {"--out": out / name})
     stage2_data = str(out / "stage2.npz")
     with _progress() as progress:
         meta = prepare_stage2(str(data), first, stage2_data, zoom, limit or None, seed, progress)

@@ -12,10 +12,10 @@ from dataclasses import replace
 
 from engines.output_files import atomic_path, check_outputs
 from train.evaluate import evaluate
-from train.fit import FitConfig, fit
+from train.fit import FitConfig, check_fit, fit
 from train.plots import plot_losses
 from train.prepare import require_prepared_file
-from train.run_folder import claim_run_folder, run_checkpoints
+from train.run_folder import check_run_folder, claim_run_folder, run_checkpoints
 
 PAPER_RUNS = (("cnn", "complete-only"), ("cnn", "masked"), ("mlresnet", "masked"))
 
@@ -28,14 +28,18 @@ def compare(base: FitConfig, out_dir: str, runs=PAPER_RUNS, crop: str = "prepare
     from engines.select import load_backend
 
     require_prepared_file(base.data)
-    check_outputs([base.data], {"--out": os.path.join(out_dir, "table.md")})
-    check_outputs([base.data], {"--out": os.path.join(out_dir, "loss_curves.png")})
     configs = {}
-    for arch, loss in runs:  # every run folder is checked before the first run starts
+    for arch, loss in runs:  # every run is checked before any folder is made
         run_dir = os.path.join(out_dir, f"{arch}+{loss}")
         resume = base.resume and "last.pt" in run_checkpoints(run_dir)  # --resume: the runs not started start
         configs[f"{arch}+{loss}"] = cfg = replace(base, arch=arch, loss=loss, out=run_dir, resume=resume)
-        claim_run_folder(run_dir, cfg.resume, cfg.force, inputs=[base.data])
+        check_run_folder(run_dir, cfg.resume, cfg.force)
+        check_fit(cfg, hint=f"so the {arch}+{loss} run cannot train: add faces with all keypoints (e.g. ytf:) or "
+                            "compare masked runs only (--archs)")
+    check_outputs([base.data], {"--out": os.path.join(out_dir, "table.md")})
+    check_outputs([base.data], {"--out": os.path.join(out_dir, "loss_curves.png")})
+    for cfg in configs.values():  # every run folder is checked before the first run starts
+        claim_run_folder(cfg.out, cfg.resume, cfg.force, inputs=[base.data])
     rows, histories = [], {}
     for (arch, loss), (name, cfg) in zip(runs, configs.items(), strict=True):
         run_dir = cfg.out

@@ -6,6 +6,7 @@ Each adapter reads its native points (kaggle15, ibug68, mtfl5); `tracker.keypoin
 
 from __future__ import annotations
 
+import codecs
 import csv
 import hashlib
 import os
@@ -114,13 +115,32 @@ def shared_data_dir() -> Path:
     return Path(os.environ.get("FKD_SHARED_DATA", default))
 
 
+LABEL_FILES = {"kaggle": "training.csv or test.csv", "ytf": "SPLIT_frames_keypoints.csv",
+               "mtfl": "training.txt or testing.txt"}
+
+
+def not_text(path: str, fmt: str) -> DatasetError:
+    """The one message for a label file that is not text (e.g. a video or an image given by mistake)."""
+    return DatasetError(f"{path} is not a text label file (it holds binary data; a {fmt} spec names its "
+                        f"{LABEL_FILES[fmt]})")
+
+
 def parse_spec(spec: str) -> tuple[str, str]:
-    """Split `FORMAT:PATH`; DatasetError for an unknown format or a missing file."""
+    """Split `FORMAT:PATH`; DatasetError for an unknown format, a missing file or one that does not start as
+    UTF-8 text (its first 4 KiB; cheap, so a wrong file is refused before any output is made)."""
     fmt, sep, path = spec.partition(":")
     if not sep or fmt not in FORMATS:
         raise DatasetError(f"dataset spec {spec!r} must be FORMAT:PATH with FORMAT one of {', '.join(FORMATS)}")
     if not os.path.isfile(path):
         raise DatasetError(f"dataset file not found: {path}")
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 4 KiB is fine
+    except UnicodeDecodeError:
+        raise not_text(path, fmt) from None
+    if b"\0" in head:
+        raise not_text(path, fmt)
     return fmt, path
 
 
@@ -156,7 +176,10 @@ def load_dataset(spec: str, skip_bad: bool = False, keypoints: str | KeypointSet
     kps = resolve_keypoint_set(keypoints)
     fmt, path = parse_spec(spec)
     loader = {"kaggle": _load_kaggle, "ytf": _load_ytf, "mtfl": _load_mtfl}[fmt]
-    faces = loader(spec, path, skip_bad)
+    try:
+        faces = loader(spec, path, skip_bad)
+    except UnicodeDecodeError:  # binary data after the first 4 KiB parse_spec looked at
+        raise not_text(path, fmt) from None
     if len(faces) == 0:
         raise DatasetError(f"{path}: no usable rows")
     faces = faces.with_keypoints(kps)

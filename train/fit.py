@@ -21,13 +21,13 @@ import numpy as np
 import torch
 
 from engines.checkpoint import CheckpointError, load_checkpoint, model_meta, save_checkpoint
-from engines.errors import Terminated
+from engines.errors import Terminated, UserError
 from engines.model_file import model_kind
 from engines.models import create_model
 from engines.output_files import atomic_path
 from tracker.keypoints import get_keypoint_set
 from train.augment import AugmentParams, augment_batch
-from train.datasets import ATTRIBUTES
+from train.datasets import ATTRIBUTES, DatasetError
 from train.distributed import (
     DistContext,
     barrier,
@@ -50,7 +50,7 @@ from train.multitask import (
 )
 from train.onnx_import import calibrate_batchnorm, load_onnx_model
 from train.plots import plot_losses
-from train.prepare import Prepared, load_prepared, require_prepared_file
+from train.prepare import Prepared, load_prepared, read_prepared, require_prepared_file
 from train.run_folder import (
     best_to_beat,
     claim_run_folder,
@@ -97,11 +97,23 @@ class FitConfig:
         return [a for a in ATTRIBUTES if self.attr_weights.get(a, 0.0) > 0]
 
 
+DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+
+
 def pick_device(name: str) -> torch.device:
+    """The torch device for --device auto, cpu, cuda or cuda:N; UserError for any other name or a CUDA device
+    this machine does not have (checked before any run folder is made)."""
+    kind, sep, index = name.partition(":")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise RuntimeError("--device cuda asked for, but torch sees no CUDA GPU")
+    if not (name == "cpu" or (kind == "cuda" and (not sep or index.isdigit()))):
+        raise UserError(f"--device {name}: use {DEVICE_CHOICES}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError(f"--device {name} asked for, but torch sees no CUDA GPU")
+        if sep and int(index) >= torch.cuda.device_count():
+            raise UserError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA GPU(s), "
+                            f"cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     return torch.device(name)
 
 
@@ -207,6 +219,34 @@ def split_indices(val: np.ndarray, limit: int | None, seed: int) -> tuple[np.nda
     return train_idx, val_idx
 
 
+def training_faces(keypoints: np.ndarray, val: np.ndarray, cfg: FitConfig,
+                   hint: str = "use --loss masked") -> tuple[np.ndarray, np.ndarray]:
+    """(training, validation) face indices `cfg` trains on (its --limit pool; complete-only keeps the faces with
+    every keypoint); DatasetError naming the data file when either split is empty. `hint` ends the
+    complete-only message (what the user can do instead)."""
+    train_idx, val_idx = split_indices(val, cfg.limit, cfg.seed)
+    if cfg.loss == "complete-only":  # the conventional pipeline drops every partially labelled face
+        labelled = np.isfinite(keypoints[train_idx]).all(axis=2).sum(axis=1)
+        n_kps, most = keypoints.shape[1], int(labelled.max(initial=0))
+        if len(train_idx) and most < n_kps:
+            raise DatasetError(
+                f"{cfg.data}: no training face has all {n_kps} keypoints, which the complete-only loss needs "
+                f"(at most {most} are labelled{', as MTFL gives' if most == 5 else ''}); {hint}")
+        train_idx = train_idx[labelled == n_kps]
+    if len(train_idx) == 0 or len(val_idx) == 0:
+        raise DatasetError(f"{cfg.data}: needs faces in both splits (train {len(train_idx)}, validation "
+                           f"{len(val_idx)})")
+    return train_idx, val_idx
+
+
+def check_fit(cfg: FitConfig, hint: str = "use --loss masked") -> None:
+    """The checks `fit` can make before any run folder is made: a known --device, and a prepared file with
+    training and validation faces for this loss and --limit."""
+    pick_device(cfg.device)
+    arrays, _ = read_prepared(cfg.data, ("keypoints", "val"))
+    training_faces(arrays["keypoints"], arrays["val"], cfg, hint)
+
+
 def fit(cfg: FitConfig, log: Callable[[str], None] = print) -> dict:
     """Train per `cfg`; returns the final history row. KeyboardInterrupt propagates after a safe save."""
     require_prepared_file(cfg.data)  # a missing input leaves no empty run folder behind
@@ -238,11 +278,7 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
     kps = get_keypoint_set(prepared.meta["keypoints"])
     loss_fn = LOSSES[cfg.loss]
 
-    train_idx, val_idx = split_indices(prepared.val, cfg.limit, cfg.seed)
-    if cfg.loss == "complete-only":  # the conventional pipeline drops every partially labelled face
-        train_idx = train_idx[np.isfinite(prepared.keypoints[train_idx]).all(axis=(1, 2))]
-    if len(train_idx) == 0 or len(val_idx) == 0:
-        raise ValueError(f"{cfg.data}: needs faces in both splits (train {len(train_idx)}, validation {len(val_idx)})")
+    train_idx, val_idx = training_faces(prepared.keypoints, prepared.val, cfg)
     n_train = len(train_idx)
     train_idx = shard(train_idx, ctx)  # each rank holds its own share of the training faces on its device
 
@@ -323,6 +359,9 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
                         history=history, config={**asdict(cfg), "augment": asdict(cfg.augment)})
 
     epoch = saved = start_epoch
+    best_epoch = min((h for h in history if h.get("val_rmse_px") == best), key=lambda h: h["epoch"],
+                     default={}).get("epoch")  # resumed: the epoch of the best so far, when the history has it
+    t_run = time.perf_counter()
     try:  # from the first line on, Ctrl-C says what was kept
         log(f"training {cfg.arch} ({cfg.loss} loss) on {n_train} faces, validating on {len(val_idx)}, "
             f"device {device}{', bf16 autocast' if amp_dtype else ''}"
@@ -407,7 +446,33 @@ def _fit(cfg: FitConfig, ctx: DistContext, log: Callable[[str], None]) -> dict:
     finally:
         if history and ctx.is_main:
             plot_losses({cfg.arch: history}, os.path.join(cfg.out, "loss_curve.png"))
-    return history[-1] if history else {}
+    if not history or not ctx.is_main:
+        return history[-1] if history else {}
+    # the final row, plus what `fit_summary` reports (rank 0 alone): epochs trained now (the loop ran to its end)
+    return {**history[-1], "epochs_trained": cfg.epochs - start_epoch, "seconds_total": time.perf_counter() - t_run,
+            "best_val_rmse_px": best, "best_epoch": best_epoch}
+
+
+def fit_summary(cfg: FitConfig, result: dict) -> str | None:
+    """The one line `train fit` ends with: epochs trained, time, the best validation RMSE and where the
+    checkpoints are; None when this session trained no epoch."""
+    trained = result.get("epochs_trained", 0)
+    if trained <= 0:
+        return None
+    best, best_epoch = result["best_val_rmse_px"], result["best_epoch"]
+    at = f" at epoch {best_epoch}" if best_epoch else ""
+    best_part = (f"best validation RMSE {best:.3f} px{at} -> {os.path.join(cfg.out, 'best.pt')}"
+                 if math.isfinite(best) else "no finite validation RMSE, so no best.pt")
+    return (f"done: {trained} epoch{'s' if trained != 1 else ''} in {_duration(result['seconds_total'])}; "
+            f"{best_part}; last -> {os.path.join(cfg.out, 'last.pt')}")
+
+
+def _duration(seconds: float) -> str:
+    """3.2 s, 4 min 05 s, 1 h 02 min."""
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, sec = divmod(int(round(seconds)), 60)
+    return f"{minutes} min {sec:02d} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
 def stopped_tasks(history: list[dict], weights: dict[str, float], cfg: FitConfig) -> list[str]:

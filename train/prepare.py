@@ -203,27 +203,54 @@ def write_prepared(out_path: str, blobs: list[bytes], keypoints: np.ndarray, att
         )
 
 
+PREPARED_ARRAYS = ("jpeg", "offsets", "keypoints", "attributes", "val", "detector", "groups", "rows", "source",
+                   "source_index", "meta")
+
+
+def _not_prepared(path: str, reason: str = "") -> DatasetError:
+    return DatasetError(f"{path} is not a prepared dataset (.npz written by `fkd-track train prepare`)"
+                        + (f": {reason}" if reason else ""))
+
+
+def read_prepared(path: str, keys: tuple[str, ...] = PREPARED_ARRAYS) -> tuple[dict[str, np.ndarray], dict]:
+    """The arrays `keys` of a prepared file and its meta, the JPEG crops left coded (cheap without "jpeg");
+    DatasetError naming the file when it is missing or not a prepared set."""
+    require_prepared_file(path)
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if not hasattr(z, "files"):  # a single .npy array, not an archive
+                raise _not_prepared(path)
+            missing = [k for k in PREPARED_ARRAYS if k not in z.files]
+            if missing:
+                raise _not_prepared(path, f"no {', '.join(missing)} array")
+            arrays = {k: z[k] for k in dict.fromkeys((*keys, "offsets", "meta"))}
+        meta = json.loads(str(arrays["meta"]))
+        n = len(arrays["offsets"]) - 1
+        for key in keys:
+            if key not in ("jpeg", "offsets", "meta") and len(arrays[key]) != n:
+                raise _not_prepared(path, f"{key} holds {len(arrays[key])} entries for {n} crops")
+    except DatasetError:
+        raise
+    except PermissionError as err:
+        raise DatasetError(f"cannot read {path}: {err.strerror}") from None
+    except Exception:  # zip, pickle, key or JSON errors (numpy's text would not help) all mean the same to a user
+        raise _not_prepared(path) from None
+    if not isinstance(meta, dict) or "store_size" not in meta or "keypoints" not in meta:
+        raise _not_prepared(path, "no meta data")
+    return arrays, meta
+
+
 def require_prepared_file(path: str) -> None:
-    """DatasetError unless `path` is a file (cheap; run before creating any output)."""
+    """DatasetError unless `path` is a file (cheapest; `read_prepared(path, ("meta",))` checks its contents)."""
     if not os.path.isfile(path):
         raise DatasetError(f"prepared dataset not found: {path}")
 
 
 def load_prepared(path: str) -> Prepared:
     """Read a prepared file and decode its crops; DatasetError if it is missing or not a prepared set."""
-    require_prepared_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-        meta = json.loads(str(arrays["meta"]))
-        jpeg, offsets = arrays["jpeg"], arrays["offsets"]
-        crops = np.empty((len(offsets) - 1, meta["store_size"], meta["store_size"]), np.uint8)
-        for key in ("keypoints", "attributes", "val", "detector", "groups", "rows", "source", "source_index"):
-            if len(arrays[key]) != len(crops):
-                raise ValueError(f"{key} holds {len(arrays[key])} entries for {len(crops)} crops")
-    except Exception as err:  # zip, pickle, key or JSON errors all mean the same to a user
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise DatasetError(f"{path} is not a prepared dataset from `fkd-track train prepare` ({first})") from None
+    arrays, meta = read_prepared(path)
+    jpeg, offsets = arrays["jpeg"], arrays["offsets"]
+    crops = np.empty((len(offsets) - 1, meta["store_size"], meta["store_size"]), np.uint8)
     for i in range(len(crops)):
         blob = jpeg[offsets[i] : offsets[i + 1]]
         img = cv2.imdecode(blob, cv2.IMREAD_GRAYSCALE) if len(blob) else None

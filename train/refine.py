@@ -20,7 +20,7 @@ from tracker.keypoints import KAGGLE15, KeypointSet, derivable, get_keypoint_set
 from train.datasets import DatasetError, load_dataset
 from train.evaluate import keypoint_metrics
 from train.fit import split_indices
-from train.prepare import Prepared, encode_crop, load_prepared, write_prepared
+from train.prepare import Prepared, encode_crop, load_prepared, read_prepared, write_prepared
 
 
 def scale_shift(src: np.ndarray, dst: np.ndarray) -> tuple[float, np.ndarray]:
@@ -81,15 +81,23 @@ def _stage1_points(stage1: Backend, image: np.ndarray, box: FaceBox) -> tuple[np
     return from_crop(stage1.predict(crop[None])[0].astype(np.float64), m), m
 
 
+def check_stage1(stage1: Backend, prepared_path: str) -> None:
+    """DatasetError unless `prepared_path` is a prepared file of `stage1`'s keypoints, which place the stage-2
+    crop (cheap: the crops are not decoded; run before the run folder is made)."""
+    _, meta = read_prepared(prepared_path, ("meta",))
+    kps = get_keypoint_set(meta["keypoints"])
+    if tuple(stage1.info.keypoint_names) != kps.names:
+        raise DatasetError(f"{stage1.info.path} predicts other keypoints than the {kps.name} set of {prepared_path}")
+    check_refinable(kps)
+
+
 def prepare_stage2(prepared_path: str, stage1: Backend, out_path: str, zoom: float = REFINE_ZOOM,
                    limit: int | None = None, seed: int = 0, progress=None) -> dict:
     """Write the second stage's training set: each face of `prepared_path` (the `limit`/`seed` pool of
     `train fit`) re-cropped from its source image around `stage1`'s points, as `tracker.cascade` will."""
+    check_stage1(stage1, prepared_path)
     p = load_prepared(prepared_path)
     kps = get_keypoint_set(p.meta["keypoints"])
-    if tuple(stage1.info.keypoint_names) != kps.names:
-        raise DatasetError(f"{stage1.info.path} predicts other keypoints than the {kps.name} set of {prepared_path}")
-    check_refinable(kps)
     train_idx, val_idx = split_indices(p.val, limit, seed)
     idx = np.sort(np.concatenate([train_idx, val_idx]))
     store = p.meta["store_size"]

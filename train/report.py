@@ -15,6 +15,7 @@ from tracker.keypoints import derivable, map_keypoints
 from train.datasets import DatasetError
 from train.evaluate import faces_from_prepared, keypoint_metrics, model_keypoint_set
 from train.plots import plot_attribute_curves, plot_ced, plot_filters, plot_losses, plot_predictions
+from train.prepare import read_prepared
 
 
 def find_runs(run_dir: str) -> dict[str, str]:
@@ -76,6 +77,8 @@ def report(run_dir: str, data: str | None = None, out_dir: str | None = None, n_
     runs = find_runs(run_dir)
     if not runs:
         raise FileNotFoundError(f"{run_dir}: no training run here (no metrics.csv in it or its sub-folders)")
+    if data:  # a missing or foreign --data is refused before the output folder is made
+        read_prepared(data, ("meta",))
     out_dir = out_dir or os.path.join(run_dir, "report")
     inputs = [p for p in [data, *(os.path.join(d, f) for d in runs.values() for f in ("metrics.csv", "best.pt"))] if p]
     check_outputs(inputs, {"--out": os.path.join(out_dir, "loss_curves.png")})  # creates and probes out_dir

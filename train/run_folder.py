@@ -26,13 +26,11 @@ def run_checkpoints(folder: Path | str) -> list[str]:
     return [n for n in CHECKPOINTS if os.path.exists(os.path.join(folder, n))]
 
 
-def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = False, option: str = "--out",
-                     inputs: Sequence[Path | str | None] = ()) -> None:
-    """Create `folder` and check it writable; refuse a folder holding a run unless `resume` or `force`, and
-    any run file that is one of `inputs` (e.g. `--init RUN/best.pt --out RUN`).
-
-    `resume` needs its last.pt; `force` starts over (the old checkpoints are replaced as the new run saves).
-    """
+def check_run_folder(folder: Path | str, resume: bool = False, force: bool = False, option: str = "--out",
+                     can_resume: bool = True) -> None:
+    """UserError when `folder` cannot take this run: a file, --resume without its last.pt, or a folder holding a
+    run without `resume` or `force`; creates nothing (`claim_run_folder` does). `can_resume` False: the command
+    has no --resume (e.g. `train refine`), so only --force is offered."""
     if resume and force:
         raise UserError("--resume and --force exclude each other: continue the run, or start it over")
     if os.path.exists(folder) and not os.path.isdir(folder):
@@ -41,8 +39,19 @@ def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = Fal
     if resume and "last.pt" not in found:
         raise UserError(f"--resume: no checkpoint at {os.path.join(folder, 'last.pt')} to continue from")
     if found and not (resume or force):
-        raise UserError(f"{option} {folder} already holds a training run ({', '.join(found)}); pass --resume to "
-                        f"continue it or --force to start over and replace it")
+        choices = "pass --resume to continue it or --force" if can_resume else "pass --force"
+        raise UserError(f"{option} {folder} already holds a training run ({', '.join(found)}); {choices} to "
+                        f"start over and replace it")
+
+
+def claim_run_folder(folder: Path | str, resume: bool = False, force: bool = False, option: str = "--out",
+                     inputs: Sequence[Path | str | None] = (), can_resume: bool = True) -> None:
+    """Create `folder` and check it writable; refuse a folder holding a run unless `resume` or `force`, and
+    any run file that is one of `inputs` (e.g. `--init RUN/best.pt --out RUN`).
+
+    `resume` needs its last.pt; `force` starts over (the old checkpoints are replaced as the new run saves).
+    """
+    check_run_folder(folder, resume, force, option, can_resume)
     for name in RUN_FILES:  # also creates the folder and proves it writable
         check_outputs([p for p in inputs if p], {option: os.path.join(folder, name)})
 

@@ -112,5 +112,7 @@ def test_evaluate_refuses_bad_detector_options_and_writing_onto_its_input(shared
     assert_user_error(r, "--angles")
     r = cli("train", "evaluate", "--data", spec, "--crop", "detector", "--cascades", "nope.xml")
     assert_user_error(r, "nope.xml")
+    r = cli("train", "evaluate", "--data", spec, "--cascades", "alt")  # landmark crops: no detector to set
+    assert_user_error(r, "--cascades and --angles set the detector of --crop detector, not --crop landmarks")
     r = cli("train", "evaluate", "--data", spec, "--json", spec.split(":", 1)[1])
     assert_user_error(r, "--json")

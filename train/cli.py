@@ -239,6 +239,8 @@ def evaluate_cmd(
     from train.evaluate import evaluate
 
     params = HaarParams()
+    if crop != "detector" and (cascades is not None or angles is not None):
+        raise UserError(f"--cascades and --angles set the detector of --crop detector, not --crop {crop}")
     try:
         if cascades is not None:
             params = replace(params, cascades=parse_cascades(cascades))

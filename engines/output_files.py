@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -17,6 +18,16 @@ from engines.errors import UserError
 
 def _resolved(path: Path | str) -> Path:
     return Path(path).expanduser().resolve()
+
+
+def is_stream(path: Path | str) -> bool:
+    """An existing pipe, terminal or device (e.g. /dev/stdout, /dev/null, a FIFO): written in place, never
+    created, probed or replaced by a rename."""
+    try:
+        mode = os.stat(Path(path).expanduser()).st_mode
+    except OSError:
+        return False
+    return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
 def check_outputs(inputs: Sequence[Path | str], outputs: Mapping[str, Path | str | None]) -> None:
@@ -31,7 +42,13 @@ def check_outputs(inputs: Sequence[Path | str], outputs: Mapping[str, Path | str
         if path is None:
             continue
         if str(path) == "-":
-            raise UserError(f"{option} -: standard output is not an output here; give a file path")
+            raise UserError(f"{option} -: give a file path (or /dev/stdout for standard output)")
+        if is_stream(path):
+            out = Path(os.path.abspath(Path(path).expanduser()))
+            if out in seen:
+                raise UserError(f"{option} and {seen[out]} both name {path}; give each output its own path")
+            seen[out] = option
+            continue
         out = _resolved(path)
         for src in ins:
             if out == src or (src.exists() and out.exists() and os.path.samefile(out, src)):
@@ -62,12 +79,16 @@ def ensure_writable_dir(folder: Path | str, option: str = "output") -> Path:
 
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
-    """Yield a sibling temp path to write; rename it onto `path` only when the block succeeds.
+    """Yield a sibling temp path to write; rename it onto `path` only when the block succeeds (a pipe or device,
+    `is_stream`, is written in place).
 
     On any exception (Ctrl-C and SIGTERM included) the temp file is removed and `path` is untouched.
     The temp name keeps the suffix, since some writers (np.savez, cv2, matplotlib) choose the format by it.
     """
     path = Path(path)
+    if is_stream(path):  # a pipe or device: nothing to replace, and a rename would put a file in its place
+        yield path
+        return
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)

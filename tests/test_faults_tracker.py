@@ -10,6 +10,7 @@ import json
 import os
 import shutil
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,7 @@ USER = [
     ("out-onto-the-refine-model", [*VIDEO, "--refine", "{tmp}/r.onnx", "--out", "{tmp}/r.onnx"], ["is an input"]),
     ("csv-and-out-one-file", [*VIDEO, "--csv", "{tmp}/o.mp4", "--out", "{tmp}/o.mp4"], ["both name"]),
     ("csv-is-a-folder", [*VIDEO, "--csv", "{tmp}/empty-folder"], ["is a folder"]),
-    ("csv-dash", [*VIDEO, "--csv", "-"], ["--csv -", "give a file path"]),
+    ("csv-dash", [*VIDEO, "--csv", "-"], ["--csv -", "/dev/stdout"]),
     ("csv-under-a-file", [*VIDEO, "--csv", "{tmp}/afile/o.csv"], ["--csv", "not a folder"]),
     ("out-under-a-file", [*VIDEO, "--out", "{tmp}/afile/sub/o.mp4"], ["--out", "cannot write"]),
     ("out-bad-extension", [*VIDEO, "--out", "{tmp}/o.txt"], ["use one of"]),
@@ -242,6 +243,41 @@ def test_a_video_that_fails_before_its_first_frame_leaves_an_old_csv_as_it_was(i
     assert_user_error(r, first.name)
     assert file_hash(csv) == kept  # the earlier run's rows are not replaced by an empty table
     assert "wrote" not in r.err
+
+
+def _read_fifo(path: Path) -> tuple[threading.Thread, list[bytes]]:
+    got: list[bytes] = []
+
+    def read() -> None:
+        with open(path, "rb") as f:
+            got.append(f.read())
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    return reader, got
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs here")
+def test_a_pipe_as_output_is_written_in_place(inputs, tmp_path):
+    """`--csv /dev/stdout | ...` or a named pipe: the rows go through it and it stays a pipe; a whole-file
+    output (bench --json) is written through it too, never renamed over it."""
+    plain = tmp_path / "plain.csv"
+    r = run_case(inputs, ["video", str(inputs.clip), "--headless", "--model", str(inputs.model), "--csv", str(plain)])
+    assert r.code == 0, r.err
+    fifo = tmp_path / "rows"
+    os.mkfifo(fifo)
+    reader, got = _read_fifo(fifo)
+    r = run_case(inputs, ["video", str(inputs.clip), "--headless", "--model", str(inputs.model), "--csv", str(fifo)])
+    reader.join(timeout=60)
+    assert r.code == 0, r.err
+    assert got == [plain.read_bytes()] and fifo.is_fifo()
+    reader, got = _read_fifo(fifo)
+    r = run_case(inputs, ["bench", "--model", str(inputs.model), "--batch", "1", "--seconds", "0.1",
+                          "--json", str(fifo)])
+    reader.join(timeout=60)
+    assert r.code == 0, r.err
+    assert json.loads(got[0])["engines"] and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.csv", "rows"]  # no temp file left beside it
 
 
 def test_cut_short_jpeg_in_a_folder_is_named_once(inputs, tmp_path):

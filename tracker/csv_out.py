@@ -107,6 +107,7 @@ class KeypointCsvWriter:
 
     def _write(self, lines: list[str]) -> None:
         data = memoryview("".join(line + "\n" for line in lines).encode("utf-8"))
+        size = len(data)
         try:
             while data:
                 written = self._file.write(data)
@@ -119,7 +120,7 @@ class KeypointCsvWriter:
         except BaseException:  # Ctrl-C / SIGTERM between two pieces of one frame
             self._cut_back()
             raise
-        self._complete = self._file.tell()
+        self._complete += size  # counted, not told: a pipe (--csv /dev/stdout) has no position
 
     def _cut_back(self) -> None:
         """Drop a partly written frame, so the file ends with a complete row."""

@@ -187,6 +187,7 @@ USER = [
      ["is an input"]),
     ("labels-unknown", [*VIDEO, "--labels", "bogus", *O_CSV], ["--labels"]),
     ("backend-unknown", [*VIDEO, "--backend", "bogus", *O_CSV], ["unknown backend"]),
+    ("bench-backend-unknown", ["bench", "--batch", "1", "--backend", "bogus"], ["unknown backend", "all, auto"]),
     ("bench-json-under-a-file", ["bench", "--batch", "1", "--json", "{tmp}/afile/b.json"], ["--json", "not a folder"]),
     ("bench-json-onto-the-model", ["bench", "--model", "{model}", "--json", "{model}"], ["--json", "is an input"]),
     ("bench-json-onto-the-video", ["bench", "--video", "{clip}", "--json", "{clip}"], ["--json", "is an input"]),

@@ -220,8 +220,10 @@ ENGINE_BACKENDS = {"onnxruntime": ".onnx", "torch": ".pt", "tensorrt": ".engine"
 def open_backends(model: str | None, backend: str) -> tuple[list[Backend], list[str]]:
     """The backends to time: one by name (or `auto`), or with `all` every backend that can run the model or
     its same-named sibling (.onnx, .pt, .engine) here. Returns (backends, one line per backend skipped)."""
-    from engines.select import default_model_path, load_backend
+    from engines.select import BACKENDS, default_model_path, load_backend
 
+    if backend not in ("all", *BACKENDS):
+        raise UserError(f"unknown backend {backend!r}; choose one of all, {', '.join(BACKENDS)}")
     if backend != "all":
         return [load_backend(model, backend)], []
     base = os.path.splitext(model if model is not None else default_model_path())[0]

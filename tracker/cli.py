@@ -73,7 +73,7 @@ LABELS = typer.Option(
     help="Point labels on the overlay: none, index or name.",
 )
 CSV = typer.Option(None, "--csv", help="Write the keypoint table here (one row per face per frame).")
-OUT = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .avi or .mkv).")
+OUT = typer.Option(None, "--out", help="Write the annotated video here (.mp4, .m4v, .mov, .avi or .mkv).")
 FOLDER_FPS = typer.Option(25.0, "--folder-fps", min=0.01, max=1000.0, help="Frame rate of image folders.")
 HEADLESS = typer.Option(False, "--headless", help="No window: progress and FPS on the terminal only.")
 ATTRIBUTES = typer.Option(

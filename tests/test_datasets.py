@@ -158,3 +158,51 @@ def test_spec_inputs_name_the_label_file_and_the_image_folder(shared_data):
     assert spec_inputs(MTFL_SPEC) == [mtfl, os.path.abspath(SHARED / "mtfl")]
     assert spec_inputs(f"kaggle:{KAGGLE_LABELS}") == [str(KAGGLE_LABELS)]
     assert spec_inputs("celeba:/x.csv") == [] and spec_inputs("no-colon") == []
+
+
+def _points_csv(folder, fs, rows, rng, blank: float = 0.4, extra: str = "") -> tuple[str, np.ndarray]:
+    """Your-own-faces file from real shared faces: image paths relative to it, a subject column, the 15
+    Kaggle points by name with a share of them blanked (a partly labelled set). Returns (spec, the points)."""
+    import csv
+
+    names = [f"{n}_{a}" for n in KAGGLE15.names for a in "xy"]
+    points = fs.keypoints[rows].copy()
+    points[rng.random(points.shape[:2]) < blank] = np.nan
+    path = folder / "mine.csv"
+    with open(path, "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["image", "subject", *names, *([extra] if extra else [])])
+        for i, p in zip(rows, points, strict=True):
+            w.writerow([os.path.relpath(fs.images[i], folder), fs.groups[i],
+                        *("" if np.isnan(v) else f"{v:.3f}" for v in p.reshape(-1)), *(["1"] if extra else [])])
+    return f"points:{path}", points
+
+
+def test_points_format_reads_your_own_partly_labelled_faces(tmp_path, shared_data, cli):
+    ytf = load_dataset(YTF_SPEC)
+    rng = np.random.default_rng(0)
+    rows = rng.choice(len(ytf), 30, replace=False)
+    spec, points = _points_csv(tmp_path, ytf, rows, rng)
+    fs = load_dataset(spec)
+    assert len(fs) == 30 and fs.kps.names == KAGGLE15.names
+    np.testing.assert_allclose(fs.keypoints, points, atol=1e-3)  # blanks stay NaN, the rest as written
+    assert np.isnan(fs.keypoints).any() and fs.groups == [f"points/{ytf.groups[i]}" for i in rows]
+    assert fs.load_image(0).shape == ytf.load_image(int(rows[0])).shape
+    out = tmp_path / "faces.npz"
+    r = cli("train", "prepare", "--data", spec, "--out", out)
+    assert r.code == 0, r.err
+    assert "30 faces" in r.out + r.err
+
+
+def test_points_format_names_a_wrong_column(tmp_path, shared_data):
+    ytf = load_dataset(YTF_SPEC)
+    rng = np.random.default_rng(1)
+    spec, _ = _points_csv(tmp_path, ytf, np.arange(3), rng, extra="left_eye_centre_x")
+    with pytest.raises(DatasetError, match="unknown keypoint 'left_eye_centre'"):
+        load_dataset(spec)
+    (tmp_path / "no_image.csv").write_text("picture,nose_tip_x,nose_tip_y\na.jpg,1,2\n")
+    with pytest.raises(DatasetError, match="needs an `image` column"):
+        load_dataset(f"points:{tmp_path / 'no_image.csv'}")
+    (tmp_path / "half.csv").write_text("image,nose_tip_x\na.jpg,1\n")
+    with pytest.raises(DatasetError, match="nose_tip needs both nose_tip_x and nose_tip_y"):
+        load_dataset(f"points:{tmp_path / 'half.csv'}")

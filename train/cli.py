@@ -69,7 +69,8 @@ KEYPOINTS_HELP = "Keypoint set to store: kaggle15 (default), mtfl5, nose or ibug
 
 @train_app.command("prepare")
 def prepare_cmd(
-    data: list[str] = typer.Option(..., "--data", help="Dataset spec FORMAT:PATH (kaggle|ytf|mtfl); repeatable."),
+    data: list[str] = typer.Option(..., "--data",
+                                   help="Dataset spec FORMAT:PATH (kaggle|ytf|mtfl|points); repeatable."),
     out: Path = typer.Option(..., "--out", help="Prepared dataset file to write (.npz)."),
     val_fraction: float = typer.Option(0.1, callback=_fraction,
                                        help="Share of identities held out for validation, in [0, 1)."),

@@ -1,6 +1,7 @@
 """The one dataset spec parser: `FORMAT:PATH` -> a `FaceSet` of images and keypoints of a requested set.
 
-Formats: kaggle (training.csv / test.csv / label-only table), ytf (Udacity YouTube-Faces CSV), mtfl (MTFL list).
+Formats: kaggle (training.csv / test.csv / label-only table), ytf (Udacity YouTube-Faces CSV), mtfl (MTFL list),
+points (your own: a CSV of image paths and any of the Kaggle points by name, blanks where a face is unlabelled).
 Each adapter reads its native points (kaggle15, ibug68, mtfl5); `tracker.keypoints.map_keypoints` gives any set.
 """
 
@@ -20,7 +21,7 @@ import numpy as np
 from engines.errors import UserError
 from tracker.keypoints import IBUG68, KAGGLE15, MTFL5, KeypointSet, derivable, get_keypoint_set, map_keypoints
 
-FORMATS = ("kaggle", "ytf", "mtfl")
+FORMATS = ("kaggle", "ytf", "mtfl", "points")
 ATTRIBUTES = ("gender", "smile", "glasses", "pose")  # gender 1=female; smile/glasses 1=yes; pose 0..4
 # Class names of each attribute's codes (column order of `FaceSet.attributes`; -1 = unknown).
 ATTRIBUTE_CLASSES: dict[str, tuple[str, ...]] = {
@@ -116,7 +117,7 @@ def shared_data_dir() -> Path:
 
 
 LABEL_FILES = {"kaggle": "training.csv or test.csv", "ytf": "SPLIT_frames_keypoints.csv",
-               "mtfl": "training.txt or testing.txt"}
+               "mtfl": "training.txt or testing.txt", "points": "CSV of image,NAME_x,NAME_y,... columns"}
 
 
 def not_text(path: str, fmt: str) -> DatasetError:
@@ -153,6 +154,8 @@ def spec_inputs(spec: str) -> list[str]:
         return [path, path[: -len("_frames_keypoints.csv")]]
     if fmt == "mtfl":  # image paths are relative to the list's folder
         return [path, os.path.dirname(os.path.abspath(path))]
+    if fmt == "points":  # the folders its images are in (an output may go beside the file itself)
+        return [path, *_image_folders(path)]
     return [path]
 
 
@@ -175,7 +178,7 @@ def load_dataset(spec: str, skip_bad: bool = False, keypoints: str | KeypointSet
     """
     kps = resolve_keypoint_set(keypoints)
     fmt, path = parse_spec(spec)
-    loader = {"kaggle": _load_kaggle, "ytf": _load_ytf, "mtfl": _load_mtfl}[fmt]
+    loader = {"kaggle": _load_kaggle, "ytf": _load_ytf, "mtfl": _load_mtfl, "points": _load_points}[fmt]
     try:
         faces = loader(spec, path, skip_bad)
     except UnicodeDecodeError:  # binary data after the first 4 KiB parse_spec looked at
@@ -347,6 +350,78 @@ def _load_mtfl(spec: str, path: str, skip_bad: bool) -> FaceSet:
     n = len(points)
     return FaceSet(spec, kps, images, np.array(points).reshape(n, len(kps), 2),
                    np.array(attrs, dtype=np.int8).reshape(n, 4), groups, rows, skipped=skipped)
+
+
+def _image_folders(path: str) -> list[str]:
+    """The distinct folders of a points file's images ([] when it cannot be read: loading it says why)."""
+    root = os.path.dirname(os.path.abspath(path))
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.reader(f)
+            header = [h.strip() for h in next(reader, [])]
+            if "image" not in header:
+                return []
+            col = header.index("image")
+            return sorted({os.path.dirname(os.path.join(root, rec[col].strip())) for rec in reader if len(rec) > col})
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return []
+
+
+def _load_points(spec: str, path: str, skip_bad: bool) -> FaceSet:
+    """Your own faces: a CSV with an `image` column (a path, relative to the CSV's folder), `NAME_x,NAME_y` for
+    any of the Kaggle-15 names (`fkd-track video`'s CSV columns; a blank cell is an unlabelled point) and an
+    optional `subject` column that keeps one person's faces on one side of the validation split (without it,
+    each image is its own group). One row per face; an image with several faces has several rows."""
+    kps = KAGGLE15
+    root = os.path.dirname(path)
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip() for h in next(reader, [])]
+        if "image" not in header:
+            raise DatasetError(f"{path}:1: a points file needs an `image` column (and NAME_x,NAME_y columns)")
+        cols = {name: i for i, name in enumerate(header)}
+        named = {c[:-2] for c in header if c.endswith(("_x", "_y"))}
+        unknown = sorted(n for n in named if n not in kps.names)
+        if unknown:
+            raise DatasetError(f"{path}:1: unknown keypoint {unknown[0]!r} (columns NAME_x, NAME_y with NAME one of "
+                               f"{', '.join(kps.names)})")
+        unpaired = sorted(n for n in named if f"{n}_x" not in cols or f"{n}_y" not in cols)
+        if unpaired:
+            raise DatasetError(f"{path}:1: {unpaired[0]} needs both {unpaired[0]}_x and {unpaired[0]}_y")
+        if not named:
+            raise DatasetError(f"{path}:1: no keypoint columns (NAME_x, NAME_y with NAME one of "
+                               f"{', '.join(kps.names)})")
+        given = [kps.index(n) for n in kps.names if n in named]
+        points, images, groups, rows, skipped = [], [], [], [], []
+        for lineno, rec in enumerate(reader, start=2):
+            where = f"{path}:{lineno}"
+            if not rec:
+                continue
+            if len(rec) != len(header):
+                _bad(skipped, skip_bad, where, f"expected {len(header)} fields, found {len(rec)}")
+                continue
+            image = rec[cols["image"]].strip()
+            if not image:
+                _bad(skipped, skip_bad, where, "no image path")
+                continue
+            try:
+                values = _floats([rec[cols[f"{kps.names[k]}_{a}"]] for k in given for a in "xy"], where)
+            except ValueError as err:
+                _bad(skipped, skip_bad, where, str(err))
+                continue
+            if np.isnan(values).all():
+                _bad(skipped, skip_bad, where, "no keypoint labelled")
+                continue
+            xy = np.full((len(kps), 2), np.nan)
+            xy[given] = values.reshape(-1, 2)
+            points.append(xy)
+            images.append(os.path.join(root, image))
+            subject = rec[cols["subject"]].strip() if "subject" in cols else ""
+            groups.append(f"points/{subject or image}")
+            rows.append(where)
+    n = len(points)
+    return FaceSet(spec, kps, images, np.array(points).reshape(n, len(kps), 2), np.full((n, 4), -1, np.int8),
+                   groups, rows, skipped=skipped)
 
 
 def is_validation(group: str, fraction: float = 0.1) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
@@ -80,14 +81,18 @@ def ensure_writable_dir(folder: Path | str, option: str = "output") -> Path:
 @contextlib.contextmanager
 def atomic_path(path: Path | str) -> Iterator[Path]:
     """Yield a sibling temp path to write; rename it onto `path` only when the block succeeds (a pipe or device,
-    `is_stream`, is written in place).
+    `is_stream`, gets the finished file's bytes copied into it instead).
 
     On any exception (Ctrl-C and SIGTERM included) the temp file is removed and `path` is untouched.
     The temp name keeps the suffix, since some writers (np.savez, cv2, matplotlib) choose the format by it.
     """
     path = Path(path)
-    if is_stream(path):  # a pipe or device: nothing to replace, and a rename would put a file in its place
-        yield path
+    if is_stream(path):  # a pipe or device: a rename would put a file in its place, and some writers (zip) seek
+        with tempfile.TemporaryDirectory(prefix="fkd-out-") as folder:
+            tmp = Path(folder) / f"out{path.suffix}"
+            yield tmp
+            with open(tmp, "rb") as src, open(path, "wb") as dst:
+                shutil.copyfileobj(src, dst)
         return
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)

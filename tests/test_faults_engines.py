@@ -38,3 +38,23 @@ def test_quantize_refuses_a_corrupt_or_quantised_model(tmp_path, model_path):
     r = run_cli("quantize", "--model", int8, "--data", YTF_SPEC, "--out", out)
     assert_user_error(r, "quantised already", "QuantizeLinear")
     assert not out.exists() and file_hash(int8) == before
+
+
+def test_a_whole_file_output_onto_a_pipe_is_finished_then_copied_in(tmp_path):
+    """npz is a zip file, which its writer seeks in: onto a pipe it is finished in a temp folder and copied."""
+    import io
+    import os
+    import threading
+
+    import numpy as np
+
+    fifo = tmp_path / "faces"
+    os.mkfifo(fifo)
+    got: list[bytes] = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    r = run_cli("train", "prepare", "--data", YTF_SPEC, "--limit", "5", "--out", fifo, cwd=tmp_path)
+    reader.join(timeout=60)
+    assert r.code == 0, r.err
+    assert len(np.load(io.BytesIO(got[0]))["keypoints"]) == 5 and fifo.is_fifo()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["faces"]

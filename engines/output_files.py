@@ -8,11 +8,13 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import stat
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import BinaryIO
 
 from engines.errors import UserError
 
@@ -21,14 +23,45 @@ def _resolved(path: Path | str) -> Path:
     return Path(path).expanduser().resolve()
 
 
+_FD_PATH = re.compile(r"/(?:dev/fd|proc/self/fd)/(\d+)")
+
+
+def inherited_fd(path: Path | str) -> int | None:
+    """The open descriptor /dev/stdout, /dev/stderr, /dev/fd/N or /proc/self/fd/N names, else None: written
+    through that descriptor, so `--csv /dev/stdout >> log.csv` appends and a file behind it is never replaced."""
+    p = os.path.abspath(os.path.expanduser(str(path)))
+    named = {"/dev/stdout": 1, "/dev/stderr": 2}
+    for _ in range(8):  # through links such as out.json -> /dev/stdout, one hop at a time
+        if p in named:
+            return named[p]
+        m = _FD_PATH.fullmatch(p)
+        if m:
+            return int(m.group(1))
+        if not os.path.islink(p):
+            return None
+        p = os.path.normpath(os.path.join(os.path.dirname(p), os.readlink(p)))
+    return None
+
+
 def is_stream(path: Path | str) -> bool:
-    """An existing pipe, terminal or device (e.g. /dev/stdout, /dev/null, a FIFO): written in place, never
-    created, probed or replaced by a rename."""
+    """A descriptor the process inherited (`inherited_fd`), or an existing pipe, terminal or device (/dev/null,
+    a FIFO): written in place, never created, probed or replaced by a rename."""
+    if inherited_fd(path) is not None:
+        return True
     try:
         mode = os.stat(Path(path).expanduser()).st_mode
     except OSError:
         return False
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
+
+
+def open_stream(path: Path | str) -> BinaryIO:
+    """An unbuffered binary writer onto a stream (`is_stream`): a duplicate of an inherited descriptor (its
+    append mode and position kept; closing it leaves the original open), else the pipe or device opened."""
+    fd = inherited_fd(path)
+    if fd is not None:
+        return os.fdopen(os.dup(fd), "wb", buffering=0)
+    return open(path, "wb", buffering=0)
 
 
 def check_outputs(inputs: Sequence[Path | str], outputs: Mapping[str, Path | str | None]) -> None:
@@ -91,9 +124,11 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
         with tempfile.TemporaryDirectory(prefix="fkd-out-") as folder:
             tmp = Path(folder) / f"out{path.suffix}"
             yield tmp
-            with open(tmp, "rb") as src, open(path, "wb") as dst:
+            with open(tmp, "rb") as src, open_stream(path) as dst:
                 shutil.copyfileobj(src, dst)
         return
+    if path.is_symlink():  # replace the file it points to, not the link
+        path = Path(os.path.realpath(path))
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=f".tmp{path.suffix}")
     os.close(fd)
     tmp = Path(tmp_name)

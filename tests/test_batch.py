@@ -245,8 +245,22 @@ def test_a_file_at_an_outputs_name_that_is_no_keypoint_table_is_not_taken_as_fin
     mine = out_dir / f"{video_path.stem}.csv"
     mine.write_text("garbage\n")
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
-    assert_user_error(res, f"{video_path.stem}.csv is not a keypoint table", "--redo")
+    assert_user_error(res, f"{video_path.stem}.csv is not a keypoint table fkd-track wrote", "move it away")
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--redo")  # not even to redo
+    assert_user_error(res, f"{video_path.stem}.csv is not a keypoint table fkd-track wrote", "never replaces")
     assert mine.read_text() == "garbage\n"
+
+
+def test_redo_without_videos_removes_the_earlier_videos(tmp_path, video_path):
+    """Videos made before would otherwise sit beside tables of other settings and count as finished later."""
+    out_dir = tmp_path / "out"
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--out-video")
+    assert res.code == 0, res.err
+    video = out_dir / f"{video_path.stem}.mp4"
+    assert video.is_file()
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--redo", "--detect-every", "5")
+    assert res.code == 0, res.err
+    assert not video.exists() and (out_dir / f"{video_path.stem}.csv").is_file()
 
 
 def test_a_ray_address_that_does_not_parse_writes_no_summary(tmp_path, video_path):

@@ -281,6 +281,30 @@ def test_a_pipe_as_output_is_written_in_place(inputs, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.csv", "rows"]  # no temp file left beside it
 
 
+def test_dev_stdout_is_written_through_the_inherited_descriptor(inputs, tmp_path):
+    """`--csv /dev/stdout >> log.csv` appends (the file behind stdout is never reopened, cut or replaced), and
+    `--json` through a link to /dev/stdout leaves the link a link."""
+    import subprocess
+
+    from tests.conftest import fkd_command
+
+    log = tmp_path / "log.csv"
+    log.write_text("an earlier line\n")
+    with open(log, "a") as out:
+        run = subprocess.run([*fkd_command(), "video", str(inputs.clip), "--headless", "--model", str(inputs.model),
+                              "--csv", "/dev/stdout"], stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    lines = log.read_text().splitlines()
+    assert lines[0] == "an earlier line" and lines[1].startswith("frame,") and len(lines) == 2 + CLIP_FRAMES
+    link = tmp_path / "bench.json"
+    link.symlink_to("/dev/stdout")
+    with open(tmp_path / "printed.txt", "w") as out:
+        run = subprocess.run([*fkd_command(), "bench", "--model", str(inputs.model), "--batch", "1", "--seconds",
+                              "0.1", "--json", str(link)], stdout=out, stderr=subprocess.PIPE, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert link.is_symlink() and '"engines"' in (tmp_path / "printed.txt").read_text()
+
+
 def test_cut_short_jpeg_in_a_folder_is_named_once(inputs, tmp_path):
     folder = tmp_path / "frames"
     shutil.copytree(inputs.folder, folder)

@@ -61,6 +61,7 @@ from tracker.cli import (
     _overlay,
     _settings,
 )
+from tracker.csv_out import BASE_COLUMNS
 from tracker.haar import HaarParams
 
 SUMMARY = "summary.csv"
@@ -126,7 +127,7 @@ def batch(
     engines, header = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, first
     record = run_record(engines, settings)
     if redo:  # the earlier outputs go first, so a stopped --redo never leaves them under the new record
-        _remove_outputs(tasks)
+        _remove_outputs(tasks, (out_dir / RECORD).exists())
         results, todo = [None] * len(tasks), list(range(len(tasks)))
     else:
         results, todo = _resume(tasks, summary, header)
@@ -249,15 +250,26 @@ def _resume(tasks: list[Task], summary: Path, header: str) -> tuple[list[TaskRes
     return results, todo
 
 
-def _check_header(path: str, header: str) -> None:
+def _first_line(path: str) -> str:
     try:
         with open(path, encoding="utf-8", errors="replace") as f:
-            first = f.readline().rstrip("\r\n")
+            return f.readline().rstrip("\r\n")
     except OSError as err:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
-    if first != header:
-        raise UserError(f"{path} is not a keypoint table of this model (its first line is not the CSV header); "
-                        "move it away, or pass --redo to track every input again")
+
+
+def _ours(path: str) -> bool:
+    """Whether the file at an output's name is a keypoint table fkd-track wrote (any model's)."""
+    return _first_line(path).startswith(",".join(BASE_COLUMNS) + ",")
+
+
+def _check_header(path: str, header: str) -> None:
+    """A finished output must be this run's kind of table; UserError otherwise (nothing is removed)."""
+    if not _ours(path):
+        raise UserError(f"{path} is not a keypoint table fkd-track wrote; move it away (batch never replaces it)")
+    if _first_line(path) != header:
+        raise UserError(f"{path} holds other keypoints or attribute columns than this model writes; write to "
+                        "another --out-dir, or pass --redo to track every input again")
 
 
 # --- what the outputs were made with ----------------------------------------------------------------------------
@@ -342,14 +354,24 @@ def _write_summary(path: Path, tasks: list[Task], results: list[TaskResult | Non
             writer.writerow(["" if v is None else v for v in astuple(result)])
 
 
-def _remove_outputs(tasks: list[Task]) -> None:
+def _remove_outputs(tasks: list[Task], recorded: bool) -> None:
+    """--redo: remove the earlier tables of these inputs and their videos (made with or without --out-video this
+    time), after checking that every table there is one fkd-track wrote: another file is refused, never removed.
+    A video at an output's name goes where its table is ours or the folder has a run record."""
     for task in tasks:
-        for out in (task.csv, task.video):
-            if out is not None and os.path.isfile(out):
-                try:
-                    os.unlink(out)
-                except OSError as err:
-                    raise UserError(f"--redo: cannot remove {out}: {err.strerror or err}") from None
+        if os.path.isfile(task.csv) and not _ours(task.csv):
+            raise UserError(f"{task.csv} is not a keypoint table fkd-track wrote; move it away (batch never "
+                            "replaces it)")
+    for task in tasks:
+        video = str(Path(task.csv).with_suffix(VIDEO_SUFFIX)) if task.video is None else task.video
+        olds = [task.csv] if os.path.isfile(task.csv) else []
+        if os.path.isfile(video) and (olds or recorded):
+            olds.append(video)
+        for out in olds:
+            try:
+                os.unlink(out)
+            except OSError as err:
+                raise UserError(f"--redo: cannot remove {out}: {err.strerror or err}") from None
 
 
 def _remove_temp_outputs(tasks: list[Task]) -> None:

@@ -13,6 +13,7 @@ import os
 from collections.abc import Sequence
 
 from engines.errors import UserError
+from engines.output_files import is_stream, open_stream
 from tracker.results import FaceResult
 
 BASE_COLUMNS = (
@@ -84,6 +85,7 @@ class KeypointCsvWriter:
         self._header = ",".join(csv_header(coordinate_columns, self.attributes))
         self._complete = 0  # bytes of the file that hold whole rows
         self._file = None  # opened with the first frame
+        self._stream = False
 
     @property
     def opened(self) -> bool:
@@ -92,15 +94,19 @@ class KeypointCsvWriter:
 
     def _open(self) -> None:
         try:
-            os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-            self._file = open(self.path, "wb", buffering=0)
+            if is_stream(self.path):  # a pipe, device or inherited descriptor: written in place, never cut back
+                self._stream = True
+                self._file = open_stream(self.path)
+            else:
+                os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+                self._file = open(self.path, "wb", buffering=0)
         except OSError as err:
             raise UserError(f"cannot write CSV {self.path}: {err.strerror or err}") from None
         try:
             self._write([self._header])
         except UserError:
             self._file.close()
-            if os.path.isfile(self.path):  # not even the header fitted: leave no empty file (never a device)
+            if not self._stream and os.path.isfile(self.path):  # not even the header fitted: no empty file
                 with contextlib.suppress(OSError):
                     os.unlink(self.path)
             raise
@@ -123,7 +129,10 @@ class KeypointCsvWriter:
         self._complete += size  # counted, not told: a pipe (--csv /dev/stdout) has no position
 
     def _cut_back(self) -> None:
-        """Drop a partly written frame, so the file ends with a complete row."""
+        """Drop a partly written frame, so the file ends with a complete row (not on a stream: a file behind
+        /dev/stdout may hold other lines before ours)."""
+        if self._stream:
+            return
         with contextlib.suppress(OSError):
             os.ftruncate(self._file.fileno(), self._complete)
             self._file.seek(self._complete)

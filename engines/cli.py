@@ -44,6 +44,9 @@ def export(
     for option, path, suffix in (("--onnx", onnx, ".onnx"), ("--engine", engine, ".engine")):
         if path is not None and Path(path).suffix.lower() != suffix and Path(path).resolve() != Path(src).resolve():
             raise UserError(f"{option} {path}: name it *{suffix} (fkd-track picks the backend by the suffix)")
+    if kind == "pt":  # before any output folder is made
+        for module in ("torch", "onnx", "onnxscript"):  # torch's ONNX exporter needs all three
+            require(module, "exporting a .pt checkpoint")
     onnx_path = (str(onnx) if onnx is not None else str(Path(src).with_suffix(".onnx"))) if kind == "pt" else src
     if kind == "pt" and onnx is None and Path(onnx_path).exists():
         raise UserError(f"{onnx_path} already exists; pass --onnx {onnx_path} to replace it, or another --onnx path")
@@ -55,8 +58,6 @@ def export(
 
         import_tensorrt()  # fail before writing anything when TensorRT is missing
     if kind == "pt":
-        for module in ("torch", "onnx", "onnxscript"):  # torch's ONNX exporter needs all three
-            require(module, "exporting a .pt checkpoint")
         from engines.export import export_onnx
 
         with atomic_path(onnx_path) as tmp:  # with --half-weights, only the float16 file is ever written

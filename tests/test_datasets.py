@@ -206,3 +206,17 @@ def test_points_format_names_a_wrong_column(tmp_path, shared_data):
     (tmp_path / "half.csv").write_text("image,nose_tip_x\na.jpg,1\n")
     with pytest.raises(DatasetError, match="nose_tip needs both nose_tip_x and nose_tip_y"):
         load_dataset(f"points:{tmp_path / 'half.csv'}")
+    (tmp_path / "twice.csv").write_text("image,nose_tip_x,nose_tip_y,nose_tip_x\na.jpg,1,2,3\n")
+    with pytest.raises(DatasetError, match="column 'nose_tip_x' appears twice"):
+        load_dataset(f"points:{tmp_path / 'twice.csv'}")
+
+
+def test_points_format_takes_a_spreadsheets_byte_order_mark(tmp_path, shared_data, cli):
+    """Excel's "CSV UTF-8" starts the file with a byte-order mark; the `image` column is still found."""
+    ytf = load_dataset(YTF_SPEC)
+    spec, points = _points_csv(tmp_path, ytf, np.arange(4), np.random.default_rng(2))
+    path = tmp_path / "mine.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    np.testing.assert_allclose(load_dataset(spec).keypoints, points, atol=1e-3)
+    r = cli("train", "evaluate", "--data", spec)  # through the installed CLI too
+    assert r.code == 0, r.err

@@ -45,10 +45,24 @@ def test_a_checkpoint_needs_torch(light_env, cli, video_path, tmp_path):
     r = cli("video", video_path, "--csv", out, "--model", model, "--headless", env=light_env)
     assert_user_error(r, "model.pt (a .pt checkpoint) needs torch", "pip install 'fkd-track[train]'", "export")
     assert not out.exists()
-    onnx = tmp_path / "model.onnx"
+    onnx = tmp_path / "new" / "model.onnx"
     r = cli("export", "--model", model, "--onnx", onnx, env=light_env)
     assert_user_error(r, "exporting a .pt checkpoint needs torch", "fkd-track[train]")
-    assert not onnx.exists()
+    assert not onnx.parent.exists()  # refused before its folder was made
+
+
+def test_training_needs_matplotlib_too_and_says_so_before_training(cli, shared_data, tmp_path):
+    folder = tmp_path / "no_matplotlib"
+    folder.mkdir()
+    (folder / "matplotlib.py").write_text("raise ModuleNotFoundError(\"No module named 'matplotlib'\", "
+                                          "name='matplotlib')\n")
+    data = tmp_path / "faces.npz"
+    r = cli("train", "prepare", "--data", YTF_SPEC.format(shared=shared_data), "--limit", "12", "--out", data)
+    assert r.code == 0, r.err
+    run = tmp_path / "run"
+    r = cli("train", "fit", "--data", data, "--out", run, "--epochs", "1", env={"PYTHONPATH": str(folder)})
+    assert_user_error(r, "training (its loss curve) needs matplotlib", "fkd-track[train]")
+    assert not run.exists()  # refused before any epoch, not after
 
 
 def test_training_and_plots_need_their_extras(light_env, cli, shared_data, model_path, tmp_path):

@@ -168,6 +168,7 @@ def fit_cmd(
     if init is not None and not os.path.isfile(init):
         raise UserError(f"--init: no such file: {init}")
     require("torch", "training")  # before the run folder is claimed
+    require("matplotlib", "training (its loss curve)")
     from engines.models import MODELS, create_model, parse_arch_options
     from train.augment import AugmentParams
     from train.fit import FitConfig, check_fit, fit, fit_summary, model_arch
@@ -300,6 +301,7 @@ def compare_cmd(
 ) -> None:
     """Train models on one split and write a Table-2 style comparison (default: the paper's three runs)."""
     require("torch", "training")
+    require("matplotlib", "training (its loss curves)")
     from engines.models import MODELS
     from train.compare import PAPER_RUNS, compare
     from train.fit import FitConfig
@@ -344,6 +346,7 @@ def refine_cmd(
     from train.run_folder import check_run_folder, claim_run_folder
 
     require("torch", "train refine")  # before the run folder is claimed
+    require("matplotlib", "train refine (its loss curve)")
     require_model_file(str(stage1))
     require_prepared_file(str(data))
     check_run_folder(out, force=force, can_resume=False)

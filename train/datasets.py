@@ -356,13 +356,14 @@ def _image_folders(path: str) -> list[str]:
     """The distinct folders of a points file's images ([] when it cannot be read: loading it says why)."""
     root = os.path.dirname(os.path.abspath(path))
     try:
-        with open(path, newline="", encoding="utf-8") as f:
+        with open(path, newline="", encoding="utf-8-sig") as f:
             reader = csv.reader(f)
             header = [h.strip() for h in next(reader, [])]
-            if "image" not in header:
+            if header.count("image") != 1:
                 return []
             col = header.index("image")
-            return sorted({os.path.dirname(os.path.join(root, rec[col].strip())) for rec in reader if len(rec) > col})
+            return sorted({os.path.dirname(os.path.join(root, rec[col].strip())) for rec in reader
+                           if len(rec) > col and rec[col].strip()})
     except (OSError, UnicodeDecodeError, csv.Error):
         return []
 
@@ -374,11 +375,14 @@ def _load_points(spec: str, path: str, skip_bad: bool) -> FaceSet:
     each image is its own group). One row per face; an image with several faces has several rows."""
     kps = KAGGLE15
     root = os.path.dirname(path)
-    with open(path, newline="", encoding="utf-8") as f:
+    with open(path, newline="", encoding="utf-8-sig") as f:  # -sig: a spreadsheet's byte-order mark
         reader = csv.reader(f)
         header = [h.strip() for h in next(reader, [])]
         if "image" not in header:
             raise DatasetError(f"{path}:1: a points file needs an `image` column (and NAME_x,NAME_y columns)")
+        twice = sorted({h for h in header if h and header.count(h) > 1})
+        if twice:
+            raise DatasetError(f"{path}:1: column {twice[0]!r} appears twice")
         cols = {name: i for i, name in enumerate(header)}
         named = {c[:-2] for c in header if c.endswith(("_x", "_y"))}
         unknown = sorted(n for n in named if n not in kps.names)
@@ -393,8 +397,8 @@ def _load_points(spec: str, path: str, skip_bad: bool) -> FaceSet:
                                f"{', '.join(kps.names)})")
         given = [kps.index(n) for n in kps.names if n in named]
         points, images, groups, rows, skipped = [], [], [], [], []
-        for lineno, rec in enumerate(reader, start=2):
-            where = f"{path}:{lineno}"
+        for rec in reader:
+            where = f"{path}:{reader.line_num}"  # the line the row ends on (a quoted field may span lines)
             if not rec:
                 continue
             if len(rec) != len(header):

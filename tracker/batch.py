@@ -125,7 +125,7 @@ def batch(
     _check_batch_outputs(paths, out_dir, tasks)
     summary = out_dir / SUMMARY
     engines, header = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, first
-    record = run_record(engines, settings)
+    record = run_record(engines, settings, out_video)
     if redo:  # the earlier outputs go first, so a stopped --redo never leaves them under the new record
         _remove_outputs(tasks, (out_dir / RECORD).exists())
         results, todo = [None] * len(tasks), list(range(len(tasks)))
@@ -277,18 +277,21 @@ def _check_header(path: str, header: str) -> None:
 RECORD = "batch.json"  # in --out-dir: the model and settings its outputs were made with
 
 
-def run_record(engines, settings: TrackSettings) -> dict:
+def run_record(engines, settings: TrackSettings, videos: bool) -> dict:
     """What decides an output's rows: the file the engine runs (by content: `auto` may run the INT8 sibling),
-    the backend, the --refine second stage and every tracking setting. JSON-ready."""
+    the backend, the --refine second stage and every tracking setting (the overlay's only with `videos`), as
+    flat `name: value` pairs. JSON-ready."""
     from engines.model_file import sha256_file
 
     stage2 = engines.stage2
-    return json.loads(json.dumps({
-        "model_sha256": sha256_file(engines.backend.info.path),
-        "backend": engines.backend.name,
-        "refine_sha256": None if stage2 is None else sha256_file(stage2.info.path),
-        "settings": asdict(settings),
-    }))
+    flat = {"model sha256": sha256_file(engines.backend.info.path), "backend": engines.backend.name,
+            "--refine sha256": None if stage2 is None else sha256_file(stage2.info.path)}
+    for group, value in asdict(settings).items():
+        if group == "overlay" and not videos:
+            continue
+        for key, v in (value.items() if isinstance(value, dict) else [("", value)]):
+            flat[f"{group}.{key}" if key else group] = v
+    return json.loads(json.dumps(flat))
 
 
 def _check_record(path: Path, record: dict) -> None:
@@ -301,12 +304,21 @@ def _check_record(path: Path, record: dict) -> None:
         return
     except (OSError, ValueError) as err:
         raise UserError(f"cannot read {path} ({err}); pass --redo to track every input again") from None
-    changed = [k for k in record if k != "settings" and before.get(k) != record[k]]
-    old = before.get("settings") if isinstance(before.get("settings"), dict) else {}
-    changed += [f"{k} settings" for k in record["settings"] if old.get(k) != record["settings"][k]]
+    if not isinstance(before, dict):
+        raise UserError(f"cannot read {path} (not a run record); pass --redo to track every input again")
+    # only what both records name: a setting a later release adds does not refuse an older folder
+    changed = [f"{k} {_shown(before[k])} -> {_shown(record[k])}" for k in record
+               if k in before and before[k] != record[k]]
     if changed:
-        raise UserError(f"{path.parent} holds outputs made with another {', '.join(changed)}; write to another "
-                        "--out-dir, or pass --redo to track every input again")
+        raise UserError(f"{path.parent} holds outputs made with other settings ({'; '.join(changed[:3])}"
+                        f"{'; ...' if len(changed) > 3 else ''}); write to another --out-dir, or pass --redo to "
+                        "track every input again")
+
+
+def _shown(value) -> str:
+    """A recorded value in a message: sha256s cut to 12 hex digits."""
+    text = json.dumps(value)
+    return text[:13] + '..."' if isinstance(value, str) and len(value) == 64 else text
 
 
 def _write_record(path: Path, record: dict) -> None:

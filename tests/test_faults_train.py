@@ -439,7 +439,7 @@ def test_bad_device_and_names_are_refused_before_the_run_folder(name, prep, run,
     r = run_cli(*args, cwd=tmp_path)
     assert_user_error(r, word)
     if "--device" in word:
-        assert "use auto, cpu, cuda or cuda:N" in r.err and "Expected one of" not in r.err
+        assert "use auto, cpu, cuda, cuda:N or mps" in r.err and "Expected one of" not in r.err
     _nothing_made(tmp_path)  # refine: not even stage2.npz
 
 

@@ -49,7 +49,7 @@ def _fraction(value: float) -> float:
 
 LIMIT_HELP = "Train on at most this many faces (default: all)."
 FORCE_HELP = "Start over in an --out folder that already holds a run (replaces its checkpoints)."
-DEVICE_HELP = "Where to train: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda or cuda:N."
+DEVICE_HELP = "Where to train: auto (CUDA when torch sees a GPU, else the CPU), cpu, cuda, cuda:N or mps (Apple GPUs)."
 RESUME_HELP = "Continue the run in --out from its last.pt (never replaces a better best.pt)."
 
 

@@ -97,17 +97,19 @@ class FitConfig:
         return [a for a in ATTRIBUTES if self.attr_weights.get(a, 0.0) > 0]
 
 
-DEVICE_CHOICES = "auto, cpu, cuda or cuda:N"
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N or mps"
 
 
 def pick_device(name: str) -> torch.device:
-    """The torch device for --device auto, cpu, cuda or cuda:N; UserError for any other name or a CUDA device
+    """The torch device for --device auto, cpu, cuda, cuda:N or mps; UserError for any other name or a CUDA device
     this machine does not have (checked before any run folder is made)."""
     kind, sep, index = name.partition(":")
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not (name == "cpu" or (kind == "cuda" and (not sep or index.isdigit()))):
+    if not (name in ("cpu", "mps") or (kind == "cuda" and (not sep or (index.isascii() and index.isdigit())))):
         raise UserError(f"--device {name}: use {DEVICE_CHOICES}")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise UserError("--device mps asked for, but torch sees no Apple GPU (MPS)")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise UserError(f"--device {name} asked for, but torch sees no CUDA GPU")

@@ -296,6 +296,13 @@ def test_dev_stdout_is_written_through_the_inherited_descriptor(inputs, tmp_path
     assert run.returncode == 0, run.stderr
     lines = log.read_text().splitlines()
     assert lines[0] == "an earlier line" and lines[1].startswith("frame,") and len(lines) == 2 + CLIP_FRAMES
+    proc = subprocess.Popen([*fkd_command(), "video", str(inputs.video), "--headless", "--model", str(inputs.model),
+                             "--csv", "/dev/stdout"], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().startswith(b"frame,") and proc.stdout.readline()  # `| head -2`
+    proc.stdout.close()
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=300) == 1  # the reader stopped: a quiet end, as click ends a closed pipe
+    assert "error:" not in err and "Traceback" not in err, err
     link = tmp_path / "bench.json"
     link.symlink_to("/dev/stdout")
     with open(tmp_path / "printed.txt", "w") as out:

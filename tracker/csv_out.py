@@ -118,6 +118,11 @@ class KeypointCsvWriter:
             while data:
                 written = self._file.write(data)
                 data = data[written:]
+        except BrokenPipeError:
+            if self._stream:  # the reader stopped reading (`| head`): Typer's click ends quietly (exit 1)
+                raise
+            self._cut_back()
+            raise UserError(f"cannot write CSV {self.path}: broken pipe; kept its {self.rows} complete rows") from None
         except OSError as err:
             self._cut_back()
             raise UserError(

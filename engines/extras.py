@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from types import ModuleType
 
 from engines.errors import UserError
@@ -22,13 +23,22 @@ def require(module: str, what: str, tip: str = "") -> ModuleType:
     """`module`, imported; ExtraMissing saying that `what` needs it and how to install it where it is missing.
 
     Called before a command reads or writes anything, so a light install fails at once with one line."""
+    extra = EXTRA_OF.get(module, "train")
     try:
         return importlib.import_module(module)
-    except ImportError as err:
-        missing = (err.name or "").split(".")[0]
-        if missing and missing != module:  # installed, but one of its own dependencies is missing
-            raise ExtraMissing(f"{what} needs {module}, which is installed but cannot be imported: "
-                               f"{' '.join(str(err).split())}") from None
-        more = f" ({tip})" if tip else ""
-        raise ExtraMissing(f"{what} needs {module}, which is not installed: "
-                           f"pip install 'fkd-track[{EXTRA_OF.get(module, 'train')}]'{more}") from None
+    except (ImportError, OSError) as err:  # OSError: e.g. a shared library of the package is missing
+        missing = (getattr(err, "name", None) or "").split(".")[0]
+        if missing == module or (not missing and not _installed(module)):
+            more = f" ({tip})" if tip else ""
+            raise ExtraMissing(f"{what} needs {module}, which is not installed: "
+                               f"pip install 'fkd-track[{extra}]'{more}") from None
+        raise ExtraMissing(f"{what} needs {module}, which is installed but cannot be imported "
+                           f"({' '.join(str(err).split())}); reinstall it: pip install 'fkd-track[{extra}]'") from None
+
+
+def _installed(module: str) -> bool:
+    """Whether `module` can be found without importing it (a broken install is found; a missing one is not)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False

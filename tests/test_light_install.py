@@ -84,3 +84,16 @@ def test_training_and_plots_need_their_extras(light_env, cli, shared_data, model
             env=light_env)
     assert_user_error(r, "quantize needs onnx", "fkd-track[train]")
     assert not int8.exists()
+
+
+def test_an_installed_package_that_fails_to_import_is_not_called_missing(tmp_path, monkeypatch):
+    """A package that is there but breaks on import (here: a nameless ImportError, as numpy's own) gets the
+    reinstall line, not 'not installed'; a module that is not there at all is 'not installed'."""
+    from engines import extras
+
+    (tmp_path / "fkd_broken_pkg.py").write_text("raise ImportError('failed to import its C part')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    with pytest.raises(extras.ExtraMissing, match="installed but cannot be imported .failed to import its C part"):
+        extras.require("fkd_broken_pkg", "a test")
+    with pytest.raises(extras.ExtraMissing, match="a test needs fkd_not_there, which is not installed"):
+        extras.require("fkd_not_there", "a test")

@@ -51,7 +51,7 @@ def create_model(name: str, num_keypoints: int = 15, attributes: dict[str, int] 
         raise ValueError(f"{name}: unexpected keyword {', '.join(unknown)}; its options: {describe_options(name)}")
     try:
         model = MODELS[name](num_keypoints=num_keypoints, **kwargs)
-    except TypeError as err:  # an option the architecture does not take
+    except TypeError as err:  # an option's value of the wrong kind (an unknown option is refused above)
         raise ValueError(f"{name}: {err}") from None
     for attr, classes in (attributes or {}).items():
         head = nn.Linear(model.feature_dim, int(classes))

@@ -258,16 +258,18 @@ def _first_line(path: str) -> str:
         raise UserError(f"cannot read {path}: {err.strerror or err}") from None
 
 
-def _ours(path: str) -> bool:
-    """Whether the file at an output's name is a keypoint table fkd-track wrote (any model's)."""
-    return _first_line(path).startswith(",".join(BASE_COLUMNS) + ",")
+def _table_header(path: str) -> str:
+    """The header of the keypoint table at an output's name (any model's); UserError for a file fkd-track did
+    not write, which batch never takes as finished, replaces or removes."""
+    first = _first_line(path)
+    if not first.startswith(",".join(BASE_COLUMNS) + ","):
+        raise UserError(f"{path} is not a keypoint table fkd-track wrote; move it away (batch never replaces it)")
+    return first
 
 
 def _check_header(path: str, header: str) -> None:
     """A finished output must be this run's kind of table; UserError otherwise (nothing is removed)."""
-    if not _ours(path):
-        raise UserError(f"{path} is not a keypoint table fkd-track wrote; move it away (batch never replaces it)")
-    if _first_line(path) != header:
+    if _table_header(path) != header:
         raise UserError(f"{path} holds other keypoints or attribute columns than this model writes; write to "
                         "another --out-dir, or pass --redo to track every input again")
 
@@ -371,9 +373,8 @@ def _remove_outputs(tasks: list[Task], recorded: bool) -> None:
     time), after checking that every table there is one fkd-track wrote: another file is refused, never removed.
     A video at an output's name goes where its table is ours or the folder has a run record."""
     for task in tasks:
-        if os.path.isfile(task.csv) and not _ours(task.csv):
-            raise UserError(f"{task.csv} is not a keypoint table fkd-track wrote; move it away (batch never "
-                            "replaces it)")
+        if os.path.isfile(task.csv):
+            _table_header(task.csv)
     for task in tasks:
         video = str(Path(task.csv).with_suffix(VIDEO_SUFFIX)) if task.video is None else task.video
         olds = [task.csv] if os.path.isfile(task.csv) else []

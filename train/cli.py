@@ -58,10 +58,13 @@ def _spec_files(specs: list[str]) -> list[str]:
     file is refused first, as the more basic problem."""
     from train.datasets import parse_spec, spec_inputs
 
+    files = []
     for spec in specs:
-        if spec_inputs(spec):  # a FORMAT:PATH spec (not a prepared file)
+        inputs = spec_inputs(spec)
+        if inputs:  # a FORMAT:PATH spec (not a prepared file)
             parse_spec(spec)
-    return [p for spec in specs for p in spec_inputs(spec)]
+        files += inputs
+    return files
 
 
 KEYPOINTS_HELP = "Keypoint set to store: kaggle15 (default), mtfl5, nose or ibug68 (YouTube-Faces only)."

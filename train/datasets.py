@@ -208,6 +208,19 @@ def _floats(values: list[str], where: str) -> np.ndarray:
     return out
 
 
+def _labelled(values: list[str], where: str, skipped: list[str], skip_bad: bool) -> np.ndarray | None:
+    """A row's coordinates (`_floats`), or None after `_bad` when one is malformed or none is labelled."""
+    try:
+        out = _floats(values, where)
+    except ValueError as err:
+        _bad(skipped, skip_bad, where, str(err))
+        return None
+    if np.isnan(out).all():
+        _bad(skipped, skip_bad, where, "no keypoint labelled")
+        return None
+    return out
+
+
 def _load_kaggle(spec: str, path: str, skip_bad: bool) -> FaceSet:
     """Kaggle training.csv (30 columns + Image), test.csv (ImageId, Image) or the label-only table."""
     kps = KAGGLE15
@@ -230,13 +243,9 @@ def _load_kaggle(spec: str, path: str, skip_bad: bool) -> FaceSet:
             if len(rec) != len(header):
                 _bad(skipped, skip_bad, where, f"expected {len(header)} fields, found {len(rec)}")
                 continue
-            try:
-                xy = _floats([rec[cols[c]] for c in kps.columns], where) if has_labels else np.full(30, np.nan)
-            except ValueError as err:
-                _bad(skipped, skip_bad, where, str(err))
-                continue
-            if has_labels and np.isnan(xy).all():
-                _bad(skipped, skip_bad, where, "no keypoint labelled")
+            xy = _labelled([rec[cols[c]] for c in kps.columns], where, skipped, skip_bad) if has_labels \
+                else np.full(30, np.nan)
+            if xy is None:
                 continue
             if "Image" in cols:
                 try:
@@ -289,15 +298,10 @@ def _load_ytf(spec: str, path: str, skip_bad: bool) -> FaceSet:
             if len(rec) != 137:
                 _bad(skipped, skip_bad, where, f"expected 137 fields, found {len(rec)}")
                 continue
-            try:
-                xy = _floats(rec[1:], where).reshape(68, 2)
-            except ValueError as err:
-                _bad(skipped, skip_bad, where, str(err))
+            xy = _labelled(rec[1:], where, skipped, skip_bad)
+            if xy is None:
                 continue
-            if np.isnan(xy).all():
-                _bad(skipped, skip_bad, where, "no keypoint labelled")
-                continue
-            points.append(xy)
+            points.append(xy.reshape(68, 2))
             images.append(os.path.join(folder, rec[0]))
             groups.append(f"ytf/{_identity(rec[0])}")
             rows.append(where)
@@ -408,13 +412,9 @@ def _load_points(spec: str, path: str, skip_bad: bool) -> FaceSet:
             if not image:
                 _bad(skipped, skip_bad, where, "no image path")
                 continue
-            try:
-                values = _floats([rec[cols[f"{kps.names[k]}_{a}"]] for k in given for a in "xy"], where)
-            except ValueError as err:
-                _bad(skipped, skip_bad, where, str(err))
-                continue
-            if np.isnan(values).all():
-                _bad(skipped, skip_bad, where, "no keypoint labelled")
+            values = _labelled([rec[cols[f"{kps.names[k]}_{a}"]] for k in given for a in "xy"], where, skipped,
+                               skip_bad)
+            if values is None:
                 continue
             xy = np.full((len(kps), 2), np.nan)
             xy[given] = values.reshape(-1, 2)

@@ -21,11 +21,12 @@ WORKER = """
 import json, sys
 from engines.select import load_backend
 from tracker.bench import bench_live
-from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK
+from tracker import config
 from tracker.haar import HaarDetector
 video, fps, w, h, seconds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
-r = bench_live(video, load_backend(None, "auto"), HaarDetector(), DEFAULT_TRACK, DEFAULT_SMOOTH, fps=fps, size=(w, h),
-               seconds=seconds)
+threads = getattr(config, "ENGINE_THREADS", None)  # as `fkd-track --camera` opens it (older checkouts: every core)
+r = bench_live(video, load_backend(None, "auto", threads=threads), HaarDetector(), config.DEFAULT_TRACK,
+               config.DEFAULT_SMOOTH, fps=fps, size=(w, h), seconds=seconds)
 print(json.dumps(r.to_json()))
 """
 

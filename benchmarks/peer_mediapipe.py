@@ -126,7 +126,7 @@ def time_fkd(clip: str, mode: str) -> dict:
     import numpy as np
 
     from engines.select import load_backend
-    from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK
+    from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK, ENGINE_THREADS
     from tracker.haar import HaarDetector
     from tracker.pipeline import Pipeline
     from tracker.sources import Frame
@@ -134,7 +134,7 @@ def time_fkd(clip: str, mode: str) -> dict:
 
     images = read_frames(clip)
     source = [Frame(i, i * 1000.0 / FPS, im) for i, im in enumerate(images)]
-    backend = load_backend(None, "auto")
+    backend = load_backend(None, "auto", threads=ENGINE_THREADS)  # as `fkd-track video` opens it
     backend.predict(np.zeros((1, 96, 96), np.uint8))  # load and warm the engine outside the timing
     pipeline = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     faces = 0

@@ -195,3 +195,23 @@ def test_image_folder_with_no_face_gives_one_empty_row_per_frame(cli, model_args
     table = check_table(csv, 5)
     assert len(table) == 5 and (table["success"] == 0).all() and table["face_id"].isna().all()
     assert table["timestamp_ms"].tolist() == [0.0, 500.0, 1000.0, 1500.0, 2000.0]
+
+
+def test_the_tracker_runs_its_engine_on_one_onnx_runtime_thread():
+    """`video`, the live view and bench's end-to-end runs open the engine on ENGINE_THREADS (1) ONNX Runtime
+    threads: a frame's few faces gain nothing from a second core that decodes and detects meanwhile; bench's
+    engine table keeps timing the engine alone on every core."""
+    from engines.select import load_backend
+    from tracker.cli import _pipeline, _tracking_engine
+    from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK, ENGINE_THREADS
+    from tracker.haar import HaarDetector
+
+    def threads(backend) -> int:
+        return backend.session.get_session_options().intra_op_num_threads
+
+    pipeline = _pipeline(None, "auto", HaarDetector(), DEFAULT_TRACK, DEFAULT_SMOOTH)
+    assert ENGINE_THREADS == 1 and threads(pipeline.backend) == 1
+    table = load_backend(None, "auto", threads=2)  # the engine table's, on every core of a 2-core machine
+    for name in ("auto", "all"):
+        engine = _tracking_engine(None, name, [table])
+        assert threads(engine) == 1 and engine.info.path == table.info.path  # the file `auto` runs

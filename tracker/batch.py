@@ -61,6 +61,7 @@ from tracker.cli import (
     _overlay,
     _settings,
 )
+from tracker.config import ENGINE_THREADS
 from tracker.csv_out import BASE_COLUMNS
 from tracker.haar import HaarParams
 
@@ -87,7 +88,7 @@ def batch(
         "joins a cluster (inputs and --out-dir on storage every node sees). Needs fkd-track[cluster].",
     ),
     out_video: bool = typer.Option(False, "--out-video", help="Also write DIR/<name>.mp4, annotated."),
-    threads: int = typer.Option(1, "--threads", min=1, help="ONNX Runtime threads per worker."),
+    threads: int = typer.Option(ENGINE_THREADS, "--threads", min=1, help="ONNX Runtime threads per worker."),
     model: Path | None = MODEL,
     backend: str = BACKEND,
     detect_every: int = DETECT_EVERY,

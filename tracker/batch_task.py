@@ -16,7 +16,7 @@ from pathlib import Path
 
 from engines.backend import Backend
 from engines.output_files import atomic_path
-from tracker.config import OverlayParams, SmoothParams, TrackParams
+from tracker.config import ENGINE_THREADS, OverlayParams, SmoothParams, TrackParams
 from tracker.haar import HaarDetector, HaarParams
 
 STATUS_OK, STATUS_FAILED, STATUS_SKIPPED, STATUS_INTERRUPTED = "ok", "failed", "skipped", "interrupted"
@@ -53,7 +53,7 @@ class ModelFile:
         if path is None:
             path = default_model_path()
         if backend == "auto" and path.endswith(".onnx"):
-            chosen = load_backend(path, "auto", threads=1)
+            chosen = load_backend(path, "auto", threads=ENGINE_THREADS)
             if chosen.name == "onnxruntime":
                 path = chosen.info.path
         sidecar = Path(path + ".json")
@@ -67,7 +67,7 @@ class EngineSpec:
     model: ModelFile
     backend: str = "auto"
     refine: ModelFile | None = None
-    threads: int | None = 1
+    threads: int | None = ENGINE_THREADS
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from tracker.config import (
     DEFAULT_OVERLAY,
     DEFAULT_SMOOTH,
     DEFAULT_TRACK,
+    ENGINE_THREADS,
     CameraParams,
     OverlayParams,
     SmoothParams,
@@ -115,7 +116,7 @@ def _stage2(refine: Path | None):
     """The --refine second-stage backend (the backend its file type picks), or None."""
     from engines.select import load_backend
 
-    return None if refine is None else load_backend(str(refine))
+    return None if refine is None else load_backend(str(refine), threads=ENGINE_THREADS)
 
 
 def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, smooth: SmoothParams,
@@ -123,7 +124,7 @@ def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, sm
     from engines.select import load_backend
     from tracker.pipeline import Pipeline
 
-    engine = load_backend(None if model is None else str(model), backend)
+    engine = load_backend(None if model is None else str(model), backend, threads=ENGINE_THREADS)
     return Pipeline(detector, engine, track, smooth, attributes=attributes, refine=_stage2(refine))
 
 
@@ -406,12 +407,7 @@ def bench(
     if video is not None:
         track, smoothing = _settings(detect_every, True, DEFAULT_SMOOTH.min_cutoff, DEFAULT_SMOOTH.beta,
                                      DEFAULT_SMOOTH.d_cutoff)
-        engine = backends[0]
-        if backend == "all":  # end to end on the file `auto` runs (e.g. the INT8 sibling)
-            from engines.select import load_backend
-
-            chosen = load_backend(None if model is None else str(model), "auto").info.path
-            engine = next((b for b in backends if b.info.path == chosen), engine)
+        engine = _tracking_engine(model, backend, backends)
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
@@ -431,6 +427,22 @@ def bench(
         with atomic_path(json_out) as tmp:
             tmp.write_text(json.dumps(report, indent=2))
         _echo_err(f"wrote {json_out}")
+
+
+def _tracking_engine(model: Path | None, backend: str, opened: list):
+    """The engine `video` would run, for bench's end-to-end runs: with `all`, the file `auto` picks (e.g. the
+    INT8 sibling); an ONNX Runtime one opened again on the tracker's threads (ENGINE_THREADS), where the engine
+    table timed it on every core; another backend (TensorRT, torch) is the one already open."""
+    from engines.select import load_backend
+
+    path = None if model is None else str(model)
+    engine = opened[0]
+    if backend == "all":
+        chosen = load_backend(path, "auto").info.path
+        engine = next((b for b in opened if b.info.path == chosen), engine)
+    if engine.name != "onnxruntime":
+        return engine
+    return load_backend(engine.info.path, "onnxruntime", threads=ENGINE_THREADS)
 
 
 def _batch_sizes(text: str) -> list[int]:

@@ -14,8 +14,9 @@ import typer
 from engines.errors import UserError
 from engines.extras import require
 
-train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models (fit, compare, refine and "
-                                 "report need torch: the \\[train] extra).")
+train_app = typer.Typer(help="Prepare data, train, evaluate and compare keypoint models, and train the tracker's "
+                                 "face/non-face check (fit, compare, refine and report need torch: the \\[train] "
+                                 "extra).")
 
 
 @train_app.callback(invoke_without_command=True)
@@ -408,3 +409,44 @@ def report_cmd(
         raise UserError(str(err)) from None
     for p in paths:
         typer.echo(f"wrote {p}")
+
+
+@train_app.command("face-check")
+def face_check_cmd(
+    data_root: Path | None = typer.Option(
+        None, "--data-root", help="The shared data folder, holding ytf/training_frames_keypoints.csv and "
+                                  "mtfl/training.txt.",
+        show_default="$FKD_SHARED_DATA, else ../shared/data beside the repository"),
+    out: Path = typer.Option(..., "--out", help="Weights file to write (.npz); the tracker's own is "
+                                                "tracker/assets/face_check.npz."),
+    per_source: int = typer.Option(4000, "--per-source", min=1,
+                                   help="Images drawn from each source, in each split."),
+    hidden: int = typer.Option(128, "--hidden", min=0, help="Hidden ReLU units (0: logistic regression)."),
+    epochs: int = typer.Option(30, "--epochs", min=1, help="Passes over the training crops."),
+) -> None:
+    """Train the face/non-face check that guards new tracks (HOG, one hidden layer) on the shared faces' training
+    split; prints its scores on both splits. The defaults reproduce the shipped weights byte for byte."""
+    from tracker.config import DEFAULT_TRACK
+    from train.datasets import parse_spec, shared_data_dir
+    from train.face_check import source_specs, train_face_check
+
+    root = data_root or shared_data_dir()
+    where = f"--data-root {root}" + ("" if data_root else " (the default; set --data-root or FKD_SHARED_DATA)")
+    if not root.is_dir():
+        raise UserError(f"{where}: {'not a folder' if root.exists() else 'no such folder'}")
+    specs = source_specs(root)
+    lacking = [os.path.relpath(spec.partition(":")[2], root) for spec in specs
+               if not os.path.isfile(spec.partition(":")[2])]
+    if lacking:
+        raise UserError(f"{where} has no {' and no '.join(lacking)} (the face check trains on both)")
+    for spec in specs:  # each label file is text
+        parse_spec(spec)
+    if out.suffix != ".npz":  # np.savez would add .npz to any other name (and to the temp file's)
+        raise UserError(f"--out {out}: the weights file must end in .npz")
+    result = train_face_check(root, out, per_source, hidden, epochs, log=typer.echo)
+    train, val = result["training"], result["validation"][DEFAULT_TRACK.face_check_min]
+    net = f"{hidden} hidden units" if hidden else "logistic regression"
+    typer.echo(f"done: face check ({net}, {epochs} epochs) trained on {train['faces']} face and "
+               f"{train['non_faces']} non-face crops; validation at P(face) >= {DEFAULT_TRACK.face_check_min}: "
+               f"{val['faces_accepted']:.1%} of faces, {val['non_faces_accepted']:.2%} of non-faces accepted; "
+               f"wrote {out}")

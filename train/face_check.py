@@ -1,13 +1,12 @@
-"""Train the face/non-face check (tracker.face_check) on the shared faces: face crops with the box jitter and roll
-the combined detector gives (and in its own boxes), against crops of face-free image regions and of boxes beside
-or inside the face.
-
-`python -m train.face_check --out tracker/assets/face_check.npz` (training split only; prints validation scores).
+"""The face/non-face check's training (tracker.face_check): crops of the shared faces against non-face crops, their
+HOG and a one-hidden-layer net; run as `fkd-track train face-check --out FILE.npz` (prints validation scores).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -18,13 +17,18 @@ from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face
 from tracker.face_check import FaceCheck, hog_features, sigmoid
 from tracker.haar import HaarDetector, HaarParams
 from tracker.keypoints import KAGGLE15
-from train.datasets import is_validation, load_dataset, shared_data_dir
+from train.datasets import is_validation, load_dataset, shared_data_dir, spec_inputs
 from train.prepare import match_detection
 
 # The detector at a loose setting: its boxes on face-free regions are the hard negatives.
 HARD_NEGATIVES = HaarParams(min_neighbors=1, min_size=24)
 LOW_RES_SIDES = (20, 56)  # crops shrunk to a side in this range and blown up again, as small faces' are
 SOURCES = ("ytf:{root}/ytf/training_frames_keypoints.csv", "mtfl:{root}/mtfl/training.txt")
+
+
+def source_specs(root: str | Path) -> list[str]:
+    """The dataset specs (FORMAT:PATH) of the sources the check is trained on, in the shared data folder `root`."""
+    return [spec.format(root=root) for spec in SOURCES]
 
 
 def jittered(box: FaceBox, rng: np.random.Generator, shift: float = 0.15, angle: float = 30.0) -> FaceBox:
@@ -84,8 +88,8 @@ def collect(root: str, per_source: int, validation: bool, seed: int = 0) -> tupl
     rng = np.random.default_rng(seed)
     hard, detector = HaarDetector(HARD_NEGATIVES), HaarDetector()
     crops, labels = [], []
-    for spec in SOURCES:
-        fs = load_dataset(spec.format(root=root))
+    for spec in source_specs(root):
+        fs = load_dataset(spec)
         rows = np.flatnonzero([is_validation(g) == validation for g in fs.groups])
         for i in rng.choice(rows, min(per_source, len(rows)), replace=False):
             face = box_from_keypoints(fs.box_points[i], KAGGLE15)
@@ -148,23 +152,23 @@ def scores(check: FaceCheck, x: np.ndarray, y: np.ndarray, threshold: float = 0.
             "non_faces_accepted": float((p[y == 0] >= threshold).mean())}
 
 
-def main(root: str = "", out: str = "tracker/assets/face_check.npz", per_source: int = 4000,
-         hidden: int = 128, epochs: int = 30) -> None:
-    """`root`: the shared data folder (default: train.datasets.shared_data_dir)."""
-    root = root or str(shared_data_dir())
-    check_outputs([root], {"--out": out})
+def train_face_check(root: str | Path | None, out: str | Path, per_source: int = 4000, hidden: int = 128,
+                     epochs: int = 30, log: Callable[[str], object] = print) -> dict[str, dict]:
+    """Fit the check on up to `per_source` training-split images of each source in `root` (the shared data folder;
+    None or "": train.datasets.shared_data_dir), `log` its scores on both splits and write it to `out` (.npz,
+    atomically; refused before any work where it would overwrite an input). Returns the scores (`scores`):
+    {"training": ..., "validation": {threshold: ...}} at P(face) >= 0.5 and the tracker's `face_check_min`."""
+    root = str(root or shared_data_dir())
+    inputs = [path for spec in source_specs(root) for path in spec_inputs(spec)]  # label files first: "is an input"
+    check_outputs([*inputs, root], {"--out": out})
     x, y = collect(root, per_source, validation=False)
     check = fit(x, y, hidden, epochs)
-    print("training split", scores(check, x, y))
+    result: dict[str, dict] = {"training": scores(check, x, y), "validation": {}}
+    log(f"training split {result['training']}")
     xv, yv = collect(root, per_source, validation=True, seed=1)
     for threshold in (0.5, DEFAULT_TRACK.face_check_min):
-        print(f"validation split, P(face) >= {threshold}", scores(check, xv, yv, threshold))
+        result["validation"][threshold] = scores(check, xv, yv, threshold)
+        log(f"validation split, P(face) >= {threshold} {result['validation'][threshold]}")
     with atomic_path(out) as tmp:
-        check.save(tmp)
-    print(f"wrote {out}")
-
-
-if __name__ == "__main__":
-    import typer
-
-    typer.run(main)
+        check.save(str(tmp))
+    return result

@@ -48,6 +48,7 @@ from tracker.cli import (
     BETA,
     D_CUTOFF,
     DETECT_EVERY,
+    FLIP_AVERAGE,
     FOLDER_FPS,
     LABELS,
     MAX_SIDE,
@@ -103,6 +104,7 @@ def batch(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
+    flip_average: bool = FLIP_AVERAGE,
     folder_fps: float = FOLDER_FPS,
     redo: bool = typer.Option(
         False, "--redo", help="Track every input again: first remove the outputs an earlier run left for them in "
@@ -115,7 +117,7 @@ def batch(
     """
     track, smoothing = _settings(detect_every, smooth, min_cutoff, beta, d_cutoff)
     settings = TrackSettings(track, smoothing, HaarParams(scale_factor, min_neighbors, min_face, max_side),
-                             _overlay(labels), attributes, folder_fps)
+                             _overlay(labels), attributes, folder_fps, flip_average)
     spec = EngineSpec(ModelFile(None if model is None else str(model)), backend,
                       None if refine is None else ModelFile(str(refine)), threads)
     ray = _import_ray() if ray_address is not None else None

@@ -32,6 +32,7 @@ class TrackSettings:
     overlay: OverlayParams = OverlayParams()
     attributes: bool = False
     folder_fps: float = 25.0
+    flip_average: bool = False  # --flip-average: each face averaged with its mirror image (tracker.flip_average)
 
 
 @dataclass(frozen=True)
@@ -109,6 +110,10 @@ def open_engines(spec: EngineSpec, settings: TrackSettings) -> Engines:
     with _model_path(spec.model) as model, _model_path(spec.refine) as refine:
         backend = load_backend(model, spec.backend, threads=spec.threads)
         stage2 = None if refine is None else load_backend(refine, threads=spec.threads)
+    if settings.flip_average:
+        from tracker.flip_average import FlipAveraged
+
+        backend = FlipAveraged(backend)
     return Engines(backend, stage2, HaarDetector(settings.haar))
 
 

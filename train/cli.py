@@ -233,6 +233,9 @@ def evaluate_cmd(
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows of a dataset spec (as prepare)."),
     worst: Path = typer.Option(None, "--worst", help="Write a PNG of the 24 worst faces (predicted and true points)."),
+    flip_average: bool = typer.Option(False, "--flip-average",
+                                      help="Average each face's points with its mirror image's, as the tracker's "
+                                           "--flip-average does."),
 ) -> None:
     """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate, every metric per
     MTFL head-pose class; with --crop detector, false detections per 100 face-free image regions; attribute
@@ -266,7 +269,12 @@ def evaluate_cmd(
         detector = HaarDetector(params) if crop == "detector" else None
     except FileNotFoundError as err:
         raise UserError(f"--cascades: {err}") from None
-    m = evaluate(load_backend(model_path, backend), data, crop, ced_png=str(ced) if ced else None,
+    engine = load_backend(model_path, backend)
+    if flip_average:
+        from tracker.flip_average import FlipAveraged
+
+        engine = FlipAveraged(engine)
+    m = evaluate(engine, data, crop, ced_png=str(ced) if ced else None,
                  json_out=str(json_out) if json_out else None, worst_png=str(worst) if worst else None,
                  split=split, detector=detector, skip_bad=skip_bad)
     per_pose = m.pop("per_pose", None)

@@ -20,6 +20,7 @@ from engines.backend import Backend, ModelInfo
 from engines.output_files import atomic_path
 from tracker.config import DEFAULT_TRACK
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, to_crop
+from tracker.flip_average import FlipAveraged
 from tracker.haar import HaarDetector
 from tracker.keypoints import (
     KAGGLE15,
@@ -338,7 +339,8 @@ def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 
     if probs:
         metrics["attributes"] = attribute_metrics(probs, faces.attributes)
     metrics.update({"data": data, "split": split if ":" in data else "validation", "crop": crop,
-                    "model": backend.info.path, "backend": backend.name, "keypoint_set": kps.name,
+                    "model": backend.info.path, "backend": backend.name,
+                    "flip_average": isinstance(backend, FlipAveraged), "keypoint_set": kps.name,
                     "n_skipped_rows": n_skipped})
     if ced_png and nme is not None:
         with atomic_path(ced_png) as tmp:

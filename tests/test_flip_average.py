@@ -1,0 +1,97 @@
+"""--flip-average: each face and its mirror image in one engine call, the mirror's points swapped back and averaged;
+on real shared faces and through the installed `fkd-track`."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import assert_user_error, run_cli
+from engines.backend import ModelInfo
+from engines.errors import UserError
+from engines.select import load_backend
+from tracker.bench import crops_from_video
+from tracker.flip_average import FlipAveraged
+from tracker.keypoints import KAGGLE15, flip_keypoints
+
+
+@pytest.fixture(scope="module")
+def crops(video_path) -> np.ndarray:
+    return crops_from_video(video_path, max_faces=12)
+
+
+def test_the_averaged_points_of_a_mirrored_face_are_the_mirrored_points(model_path, crops):
+    """Mirror equivariance: the face's mirror image gives exactly the face's averaged points, mirrored and swapped
+    back (a wrong swap or a wrong x mapping breaks it), and averaging moves points by less than a pixel or two."""
+    backend = load_backend(model_path, "onnxruntime")
+    flip = FlipAveraged(backend)
+    points = flip.predict(crops)
+    of_mirror = flip.predict(np.ascontiguousarray(crops[:, :, ::-1]))
+    assert points.shape == (len(crops), 15, 2) and points.dtype == np.float32
+    np.testing.assert_allclose(flip_keypoints(of_mirror, 96, KAGGLE15), points, atol=1e-3)
+    moved = np.linalg.norm(points - backend.predict(crops), axis=-1)
+    assert 0.05 < moved.mean() < 2.0, moved.mean()
+    assert flip.predict(crops[:0]).shape == (0, 15, 2)
+    np.testing.assert_allclose(flip.predict_all(crops)["keypoints"], points, atol=1e-5)
+
+
+def test_a_model_without_flip_pairs_is_refused():
+    class NoPairs:
+        name = "fake"
+        info = ModelInfo("m.onnx", KAGGLE15.names, flip_pairs=())
+
+        def predict(self, crops):  # pragma: no cover - never reached
+            raise AssertionError
+
+    with pytest.raises(UserError, match="names no left/right flip pairs"):
+        FlipAveraged(NoPairs())
+
+
+def test_flip_averaging_places_the_validation_faces_better(model_path):
+    """On the YouTube-Faces validation split (real labelled faces never trained on), landmark crops."""
+    from train.evaluate import evaluate
+
+    spec = f"ytf:{_shared()}/ytf/training_frames_keypoints.csv"
+    backend = load_backend(model_path, "onnxruntime")
+    plain = evaluate(backend, spec, "landmarks", split="validation")
+    flip = evaluate(FlipAveraged(backend), spec, "landmarks", split="validation")
+    assert plain["n_images"] == flip["n_images"] > 300
+    assert flip["flip_average"] and not plain["flip_average"]
+    assert flip["nme_interocular"] < plain["nme_interocular"], (flip["nme_interocular"], plain["nme_interocular"])
+
+
+def _shared():
+    from train.datasets import shared_data_dir
+
+    return shared_data_dir()
+
+
+def test_video_and_bench_with_flip_average(video_path, tmp_path):
+    plain, flip = tmp_path / "plain.csv", tmp_path / "flip.csv"
+    assert run_cli("video", video_path, "--csv", plain, "--headless").code == 0
+    res = run_cli("video", video_path, "--csv", flip, "--headless", "--flip-average")
+    assert res.code == 0, res.err
+    a, b = pd.read_csv(plain), pd.read_csv(flip)
+    assert len(a) == len(b) == 202 and (a["frame"] == b["frame"]).all()
+    cols = [c for c in a.columns if c.endswith(("_x", "_y"))]
+    both = a["success"].eq(1) & b["success"].eq(1)
+    moved = (a.loc[both, cols] - b.loc[both, cols]).abs().to_numpy()
+    assert both.sum() > 190 and 0.05 < moved.mean() < 3.0, moved.mean()
+    res = run_cli("bench", "--flip-average", "--batch", "1", "--seconds", "0.1")
+    assert_user_error(res, "--flip-average is timed end to end", "--video")
+    out = tmp_path / "bench.json"
+    res = run_cli("bench", "--video", video_path, "--flip-average", "--batch", "1", "--seconds", "0.1", "--passes", "1",
+                  "--json", out)
+    assert res.code == 0, res.err
+    assert "flip-averaged" in res.out and json.loads(out.read_text())["end_to_end"]["flip_average"] is True
+
+
+def test_batch_records_flip_average(video_path, tmp_path):
+    out_dir = tmp_path / "out"
+    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--flip-average").code == 0
+    assert json.loads((out_dir / "batch.json").read_text())["flip_average"] is True
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert_user_error(res, "other settings (flip_average true -> false)", "--redo")

@@ -1,0 +1,52 @@
+"""Flip averaging (`--flip-average`): each face crop and its mirror image go through the engine in one call, and
+the mirror's points, mirrored back with left and right swapped, are averaged with the crop's.
+
+It wraps any backend and is one itself, so the tracker and `train evaluate` use it unchanged.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from engines.backend import Backend, ModelInfo, check_crops
+from engines.errors import UserError
+from engines.model_meta import OUTPUT_NAME
+from tracker.keypoints import KeypointSet, flip_keypoints
+
+
+class FlipAveraged:
+    """A backend whose points are the mean of the wrapped backend's on each crop and (mirrored back, left and
+    right swapped by the model's flip pairs) on its mirror image: twice the faces per engine call. Attribute
+    heads (`predict_all`) are read from the crop itself: a mirror turns a left profile into a right one."""
+
+    def __init__(self, backend: Backend) -> None:
+        info = backend.info
+        if not info.flip_pairs and any(n.startswith(("left", "right")) for n in info.keypoint_names):
+            raise UserError(f"--flip-average: model {info.path} names no left/right flip pairs, so its "
+                            "mirror image's points cannot be swapped back")
+        self.backend = backend
+        self.name = backend.name
+        self.info: ModelInfo = info
+        self.kps = KeypointSet("model", info.keypoint_names, info.flip_pairs)
+        if not callable(getattr(backend, "predict_all", None)):
+            self.predict_all = None  # as the wrapped backend: keypoints only (the tracker's --attributes checks)
+
+    def predict(self, crops: np.ndarray) -> np.ndarray:
+        """crops: (N, S, S) uint8 -> float32 (N, K, 2) crop-pixel keypoints, averaged with the mirror's."""
+        crops = check_crops(crops, self.info.input_size)
+        n = len(crops)
+        both = self.backend.predict(np.concatenate([crops, crops[:, :, ::-1]]))
+        return self._average(both[:n], both[n:])
+
+    def predict_all(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+        """The wrapped backend's outputs on the crops, with the keypoints averaged with the mirror's."""
+        crops = check_crops(crops, self.info.input_size)
+        n = len(crops)
+        outputs = self.backend.predict_all(np.concatenate([crops, crops[:, :, ::-1]]))
+        out = {name: value[:n] for name, value in outputs.items()}
+        out[OUTPUT_NAME] = self._average(outputs[OUTPUT_NAME][:n], outputs[OUTPUT_NAME][n:])
+        return out
+
+    def _average(self, plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
+        back = flip_keypoints(mirrored, self.info.input_size, self.kps)
+        return ((plain + back) / 2.0).astype(np.float32)

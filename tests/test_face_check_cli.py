@@ -6,8 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-# conftest as pytest itself imports it (tests/ has no __init__.py), so `pytest` and `python -m pytest` both work
-from conftest import assert_user_error
+from tests.conftest import assert_user_error
 
 YTF_LABELS = "ytf/training_frames_keypoints.csv"
 MTFL_LABELS = "mtfl/training.txt"

@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from conftest import assert_user_error, run_cli
 from engines.backend import ModelInfo
 from engines.errors import UserError
 from engines.select import load_backend
+from tests.conftest import YTF_SPEC, assert_user_error, run_cli
 from tracker.bench import crops_from_video
 from tracker.flip_average import FlipAveraged
 from tracker.keypoints import KAGGLE15, flip_keypoints
@@ -54,19 +54,13 @@ def test_flip_averaging_places_the_validation_faces_better(model_path):
     """On the YouTube-Faces validation split (real labelled faces never trained on), landmark crops."""
     from train.evaluate import evaluate
 
-    spec = f"ytf:{_shared()}/ytf/training_frames_keypoints.csv"
+    spec = YTF_SPEC
     backend = load_backend(model_path, "onnxruntime")
     plain = evaluate(backend, spec, "landmarks", split="validation")
     flip = evaluate(FlipAveraged(backend), spec, "landmarks", split="validation")
     assert plain["n_images"] == flip["n_images"] > 300
     assert flip["flip_average"] and not plain["flip_average"]
     assert flip["nme_interocular"] < plain["nme_interocular"], (flip["nme_interocular"], plain["nme_interocular"])
-
-
-def _shared():
-    from train.datasets import shared_data_dir
-
-    return shared_data_dir()
 
 
 def test_video_and_bench_with_flip_average(video_path, tmp_path):

@@ -86,7 +86,7 @@ DEFAULT_OVERLAY = OverlayParams()
 BENCH_BATCHES = "1,8,64,256"
 # ONNX Runtime threads of the tracker's engine (video, live, batch workers, bench end to end): a frame's batch is
 # a few faces, too small to split across cores with profit, and the other core decodes and runs the detection
-# rounds (pipelined files, live worker). Measured against one thread per core: 1-9% more frames/s pipelined on
-# the shared clips and the multi-face clip, the same one thread (README "Speed against MediaPipe FaceMesh").
+# rounds (pipelined files, live worker). Measured against one thread per core on the shared clips and the
+# multi-face clip: 2-3% less CPU per frame, the same rows (README "Speed against MediaPipe FaceMesh").
 # `fkd-track bench`'s engine table still times the engine alone on every core.
 ENGINE_THREADS = 1

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from engines.backend import ModelInfo
+from engines.backend import ModelError, ModelInfo
 from engines.errors import UserError
 from engines.select import load_backend
 from tests.conftest import YTF_SPEC, assert_user_error, run_cli
@@ -38,16 +38,25 @@ def test_the_averaged_points_of_a_mirrored_face_are_the_mirrored_points(model_pa
     np.testing.assert_allclose(flip.predict_all(crops)["keypoints"], points, atol=1e-5)
 
 
-def test_a_model_without_flip_pairs_is_refused():
-    class NoPairs:
-        name = "fake"
-        info = ModelInfo("m.onnx", KAGGLE15.names, flip_pairs=())
+class Described:
+    """A backend that only describes its model (refused before any prediction)."""
 
-        def predict(self, crops):  # pragma: no cover - never reached
-            raise AssertionError
+    name = "fake"
 
+    def __init__(self, names, pairs=(), keypoint_set="model"):
+        self.info = ModelInfo("m.onnx", tuple(names), flip_pairs=tuple(pairs), extra={"keypoint_set": keypoint_set})
+
+    def predict(self, crops):  # pragma: no cover - never reached
+        raise AssertionError
+
+
+def test_a_model_whose_points_cannot_be_swapped_back_is_refused():
     with pytest.raises(UserError, match="names no left/right flip pairs"):
-        FlipAveraged(NoPairs())
+        FlipAveraged(Described(["a", "b", "c"]))
+    with pytest.raises(ModelError, match="flip pairs name points it does not predict"):
+        FlipAveraged(Described(["a", "b"], [("a", "z")]))
+    assert FlipAveraged(Described(["nose"])).kps.flip_pairs == ()  # one point: its own mirror
+    assert FlipAveraged(Described(KAGGLE15.names, (), "kaggle15")).kps == KAGGLE15  # a known set's own pairs
 
 
 def test_flip_averaging_places_the_validation_faces_better(model_path):
@@ -89,3 +98,16 @@ def test_batch_records_flip_average(video_path, tmp_path):
     assert json.loads((out_dir / "batch.json").read_text())["flip_average"] is True
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
     assert_user_error(res, "other settings (flip_average true -> false)", "--redo")
+
+
+def test_an_older_batch_folder_without_the_setting_counts_as_plain(video_path, tmp_path):
+    """A batch.json from before --flip-average existed names no flip_average: its tables are plain ones."""
+    out_dir = tmp_path / "old"
+    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1").code == 0
+    record = json.loads((out_dir / "batch.json").read_text())
+    del record["flip_average"]
+    (out_dir / "batch.json").write_text(json.dumps(record))
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--flip-average")
+    assert_user_error(res, "other settings (flip_average false -> true)", "--redo")
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err

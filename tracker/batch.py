@@ -291,6 +291,12 @@ def run_record(engines, settings: TrackSettings, videos: bool) -> dict:
     stage2 = engines.stage2
     flat = {"model sha256": sha256_file(engines.backend.info.path), "backend": engines.backend.name,
             "--refine sha256": None if stage2 is None else sha256_file(stage2.info.path)}
+    return {**flat, **flat_settings(settings, videos)}
+
+
+def flat_settings(settings: TrackSettings, videos: bool) -> dict:
+    """The settings part of the run record: `group.name: value` (JSON-ready), the overlay's only with `videos`."""
+    flat = {}
     for group, value in asdict(settings).items():
         if group == "overlay" and not videos:
             continue
@@ -311,7 +317,10 @@ def _check_record(path: Path, record: dict) -> None:
         raise UserError(f"cannot read {path} ({err}); pass --redo to track every input again") from None
     if not isinstance(before, dict):
         raise UserError(f"cannot read {path} (not a run record); pass --redo to track every input again")
-    # only what both records name: a setting a later release adds does not refuse an older folder
+    # a setting the older record does not name (a later release added it) counts as its default there, so an
+    # older folder resumes with the defaults and is refused with anything else (e.g. --flip-average); the overlay's
+    # are compared only where both records name them (a record made without videos has none)
+    before = {**flat_settings(TrackSettings(), videos=False), **before}
     changed = [f"{k} {_shown(before[k])} -> {_shown(record[k])}" for k in record
                if k in before and before[k] != record[k]]
     if changed:
@@ -500,7 +509,7 @@ def _run_ray(ray, pending: list[tuple[int, Task]], spec: EngineSpec, settings: T
     shipped = EngineSpec(ModelFile.shipped(spec.model.path, spec.backend), spec.backend,
                          None if spec.refine is None else ModelFile.shipped(spec.refine.path, spec.backend),
                          spec.threads)
-    key = hashlib.sha256(repr((shipped.backend, shipped.threads)).encode() + shipped.model.data
+    key = hashlib.sha256(repr((shipped.backend, shipped.threads, settings.flip_average)).encode() + shipped.model.data
                          + (shipped.refine.data if shipped.refine else b"")).hexdigest()
     try:
         if address == "local":

@@ -110,10 +110,11 @@ def open_engines(spec: EngineSpec, settings: TrackSettings) -> Engines:
     with _model_path(spec.model) as model, _model_path(spec.refine) as refine:
         backend = load_backend(model, spec.backend, threads=spec.threads)
         stage2 = None if refine is None else load_backend(refine, threads=spec.threads)
-    if settings.flip_average:
+    if settings.flip_average:  # each stage averages each face with its mirror image
         from tracker.flip_average import FlipAveraged
 
         backend = FlipAveraged(backend)
+        stage2 = None if stage2 is None else FlipAveraged(stage2)
     return Engines(backend, stage2, HaarDetector(settings.haar))
 
 

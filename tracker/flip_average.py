@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from engines.backend import Backend, ModelInfo, check_crops
+from engines.backend import Backend, ModelError, ModelInfo, check_crops
 from engines.errors import UserError
 from engines.model_meta import OUTPUT_NAME
-from tracker.keypoints import KeypointSet, flip_keypoints
+from tracker.keypoints import flip_keypoints, keypoint_set_for
 
 
 class FlipAveraged:
@@ -21,13 +21,18 @@ class FlipAveraged:
 
     def __init__(self, backend: Backend) -> None:
         info = backend.info
-        if not info.flip_pairs and any(n.startswith(("left", "right")) for n in info.keypoint_names):
-            raise UserError(f"--flip-average: model {info.path} names no left/right flip pairs, so its "
-                            "mirror image's points cannot be swapped back")
+        self.kps = keypoint_set_for(str(info.extra.get("keypoint_set", "model")), info.keypoint_names,
+                                    info.flip_pairs)  # a registered set's own pairs where the file names none
+        if len(self.kps) > 1 and not self.kps.flip_pairs:
+            raise UserError(f"--flip-average: model {info.path} names no left/right flip pairs, so its mirror "
+                            "image's points cannot be swapped back")
+        try:
+            self.kps.flip_permutation  # noqa: B018 (checked once here: pairs naming a point the model lacks)
+        except ValueError:
+            raise ModelError(f"model {info.path}: its flip pairs name points it does not predict") from None
         self.backend = backend
         self.name = backend.name
         self.info: ModelInfo = info
-        self.kps = KeypointSet("model", info.keypoint_names, info.flip_pairs)
         if not callable(getattr(backend, "predict_all", None)):
             self.predict_all = None  # as the wrapped backend: keypoints only (the tracker's --attributes checks)
 

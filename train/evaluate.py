@@ -316,7 +316,7 @@ def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 
         raise DatasetError(f"{data}: no face could be cropped for evaluation")
     heads = list(backend.info.extra.get("attributes") or {})
     chunks = [faces.crops[i : i + batch] for i in range(0, len(faces.crops), batch)]
-    if heads and hasattr(backend, "predict_all"):
+    if heads and callable(getattr(backend, "predict_all", None)):
         outs = [backend.predict_all(c) for c in chunks]
         pred = np.concatenate([o["keypoints"] for o in outs])
         probs = {a: np.concatenate([o[a] for o in outs]) for a in heads}

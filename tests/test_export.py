@@ -237,3 +237,23 @@ def test_tensorrt_engine_build_and_parity(exported, real_crops, tmp_path):
     engine.write_bytes(engine.read_bytes()[: sidecar.engine_bytes // 2])
     with pytest.raises(ModelError, match="truncated"):
         load_backend(engine)
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_flip_average_on_the_torch_backend(checkpoint, real_crops, device):
+    """--flip-average over a .pt checkpoint (the doubled batch through the torch backend's static batches and, on
+    CUDA, its graphs): mirror equivariant, and on CUDA (fp16) within its bound of the CPU's fp32 points."""
+    if device == "cuda" and not torch.cuda.is_available():
+        pytest.skip("no CUDA GPU")
+    from engines.torch_backend import TorchBackend
+    from tracker.flip_average import FlipAveraged
+    from tracker.keypoints import KAGGLE15, flip_keypoints
+
+    flip = FlipAveraged(TorchBackend(str(checkpoint), device=device))
+    points = flip.predict(real_crops)
+    of_mirror = flip.predict(np.ascontiguousarray(real_crops[:, :, ::-1]))
+    tolerance = 1e-3 if device == "cpu" else FP16_MAX_PX
+    assert np.abs(flip_keypoints(of_mirror, 96, KAGGLE15) - points).max() < tolerance
+    if device == "cuda":
+        cpu = FlipAveraged(TorchBackend(str(checkpoint), device="cpu")).predict(real_crops)
+        assert np.abs(points - cpu).mean() < FP16_MEAN_PX

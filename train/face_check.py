@@ -172,3 +172,7 @@ def train_face_check(root: str | Path | None, out: str | Path, per_source: int =
     with atomic_path(out) as tmp:
         check.save(str(tmp))
     return result
+
+
+if __name__ == "__main__":  # the old way to run it, pointed at the command that replaced it
+    raise SystemExit("error: run `fkd-track train face-check --out FILE.npz` (python -m train.face_check is retired)")

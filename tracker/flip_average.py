@@ -38,19 +38,29 @@ class FlipAveraged:
 
     def predict(self, crops: np.ndarray) -> np.ndarray:
         """crops: (N, S, S) uint8 -> float32 (N, K, 2) crop-pixel keypoints, averaged with the mirror's."""
-        crops = check_crops(crops, self.info.input_size)
-        n = len(crops)
-        both = self.backend.predict(np.concatenate([crops, crops[:, :, ::-1]]))
-        return self._average(both[:n], both[n:])
+        return self.predict_both(crops)[1]
 
     def predict_all(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         """The wrapped backend's outputs on the crops, with the keypoints averaged with the mirror's."""
+        outputs, averaged = self.predict_all_both(crops)
+        return {**outputs, OUTPUT_NAME: averaged}
+
+    def predict_both(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(the crops' own keypoints, the averaged ones) from one engine call: the tracker decides on the former
+        (who is a face, how sure, where to crop next), so --flip-average moves the points it writes, not its
+        decisions."""
+        crops = check_crops(crops, self.info.input_size)
+        n = len(crops)
+        both = self.backend.predict(np.concatenate([crops, crops[:, :, ::-1]]))
+        return both[:n], self._average(both[:n], both[n:])
+
+    def predict_all_both(self, crops: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
+        """(the wrapped backend's outputs on the crops themselves, the averaged keypoints) from one engine call."""
         crops = check_crops(crops, self.info.input_size)
         n = len(crops)
         outputs = self.backend.predict_all(np.concatenate([crops, crops[:, :, ::-1]]))
-        out = {name: value[:n] for name, value in outputs.items()}
-        out[OUTPUT_NAME] = self._average(outputs[OUTPUT_NAME][:n], outputs[OUTPUT_NAME][n:])
-        return out
+        own = {name: value[:n] for name, value in outputs.items()}
+        return own, self._average(outputs[OUTPUT_NAME][:n], outputs[OUTPUT_NAME][n:])
 
     def _average(self, plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
         back = flip_keypoints(mirrored, self.info.input_size, self.kps)

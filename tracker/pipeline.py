@@ -27,6 +27,7 @@ from tracker.cascade import refine_points, stage2_zoom
 from tracker.config import SmoothParams, TrackParams
 from tracker.crop import ANCHORS, CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.face_check import FaceCheck
+from tracker.flip_average import FlipAveraged
 from tracker.haar import HaarDetector, Pass, round_passes
 from tracker.keypoints import KAGGLE15, KeypointSet
 from tracker.one_euro import OneEuroFilter
@@ -207,15 +208,17 @@ class Pipeline:
             slots[i].face_prob = float(prob)
         t = _lap(self.clock, timings, cpu, "crop", t)
 
-        crop_points, labels = self._infer(crops)
+        crop_points, shown_points, labels = self._infer(crops)
         t = _lap(self.clock, timings, cpu, "infer", t)
 
-        points = np.stack([from_crop(p, m) for p, m in zip(crop_points, matrices, strict=True)]) if slots \
-            else np.zeros((0, len(self.kps), 2))
-        if self.stage2 is not None:
+        points = _to_frame(crop_points, matrices, len(self.kps))
+        shown = None if shown_points is None else _to_frame(shown_points, matrices, len(self.kps))
+        if self.stage2 is not None:  # the second stage's points are the ones decided on and shown
             t = _lap(self.clock, timings, cpu, "post", t)
             if slots:
-                points = refine_points(self.stage2, gray, points, [slot.box for slot in slots])
+                points = refine_points(self.stage2, gray, points if shown is None else shown,
+                                       [slot.box for slot in slots])
+            shown = None
             t = _lap(self.clock, timings, cpu, REFINE_STAGE, t)
         born = self.tracker.next_id
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
@@ -229,7 +232,7 @@ class Pipeline:
         faces = []
         seconds = frame.timestamp_ms / 1000.0
         for tr in tracks:
-            raw = tr.points
+            raw = tr.points if shown is None else shown[slot_of[id(tr.crop_box)]].astype(np.float64)
             out = self._filter(tr.face_id)(raw, seconds) if self.smooth.enabled else raw
             own = box_from_keypoints(self.tracker.kaggle_points(out), KAGGLE15, upright=True)
             box = tr.face_box if own is None else self.tracker.correction.apply(own)
@@ -446,15 +449,17 @@ class Pipeline:
             out += detect_in_region(self.detector, gray, box.scaled(p.around_margin), scale, least)
         return out
 
-    def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, list[dict]]:
-        """One engine call for all crops: (N, K, 2) crop-pixel keypoints and, with attributes, the per-face
-        {attribute: (class, probability)} labels (else an empty list)."""
+    def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[dict]]:
+        """One engine call for all crops: (N, K, 2) crop-pixel keypoints; the points to show and write when they
+        differ from those (--flip-average: averaged with the mirror image's; else None); and, with attributes, the
+        per-face {attribute: (class, probability)} labels (else an empty list)."""
         if not len(crops):
-            return np.zeros((0, len(self.kps), 2), np.float32), []
+            return np.zeros((0, len(self.kps), 2), np.float32), None, []
+        flipped = isinstance(self.backend, FlipAveraged)
         if not self.attribute_classes:
-            return self.backend.predict(crops), []
-        outputs = self.backend.predict_all(crops)
-        return outputs[OUTPUT_NAME], attribute_labels(outputs, self.attribute_classes)
+            return (*self.backend.predict_both(crops), []) if flipped else (self.backend.predict(crops), None, [])
+        outputs, shown = self.backend.predict_all_both(crops) if flipped else (self.backend.predict_all(crops), None)
+        return outputs[OUTPUT_NAME], shown, attribute_labels(outputs, self.attribute_classes)
 
     def _filter(self, face_id: int) -> OneEuroFilter:
         """The face's own filter, created fresh for a new id (so nothing carries over between tracks)."""
@@ -476,6 +481,13 @@ def lower_thread_priority(step: int = DETECT_NICENESS) -> None:
         os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + step))
     except OSError:
         pass
+
+
+def _to_frame(crop_points: np.ndarray, matrices: list[np.ndarray], k: int) -> np.ndarray:
+    """(N, K, 2) crop-pixel points -> frame pixels, each face by its crop's matrix."""
+    if not len(matrices):
+        return np.zeros((0, k, 2))
+    return np.stack([from_crop(p, m) for p, m in zip(crop_points, matrices, strict=True)])
 
 
 def _no_clock() -> float:

@@ -1,7 +1,8 @@
 """Flip averaging (`--flip-average`): each face crop and its mirror image go through the engine in one call, and
 the mirror's points, mirrored back with left and right swapped, are averaged with the crop's.
 
-It wraps any backend and is one itself, so the tracker and `train evaluate` use it unchanged.
+It wraps any backend and is one itself (`train evaluate` scores it as any other); the tracker takes both the crops'
+own points, to decide on, and the averaged ones, to write and draw (`predict_both`).
 """
 
 from __future__ import annotations

@@ -461,11 +461,12 @@ def _tracking_engine(model: Path | None, backend: str, opened: list):
     table timed it on every core; another backend (TensorRT, torch) is the one already open."""
     from engines.select import load_backend
 
-    path = None if model is None else str(model)
     engine = opened[0]
-    if backend == "all":
-        chosen = load_backend(path, "auto").info.path
-        engine = next((b for b in opened if b.info.path == chosen), engine)
+    if backend == "all":  # `auto`'s choice, opened as the tracker opens it
+        engine = load_backend(None if model is None else str(model), "auto", threads=ENGINE_THREADS)
+        if engine.name == "onnxruntime":
+            return engine
+        return next((b for b in opened if b.info.path == engine.info.path), engine)
     if engine.name != "onnxruntime":
         return engine
     return load_backend(engine.info.path, "onnxruntime", threads=ENGINE_THREADS)

@@ -50,18 +50,21 @@ class FlipAveraged:
         """(the crops' own keypoints, the averaged ones) from one engine call: the tracker decides on the former
         (who is a face, how sure, where to crop next), so --flip-average moves the points it writes, not its
         decisions."""
-        crops = check_crops(crops, self.info.input_size)
-        n = len(crops)
-        both = self.backend.predict(np.concatenate([crops, crops[:, :, ::-1]]))
-        return both[:n], self._average(both[:n], both[n:])
+        n, both = self._with_mirrors(crops)
+        points = self.backend.predict(both)
+        return points[:n], self._average(points[:n], points[n:])
 
     def predict_all_both(self, crops: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """(the wrapped backend's outputs on the crops themselves, the averaged keypoints) from one engine call."""
-        crops = check_crops(crops, self.info.input_size)
-        n = len(crops)
-        outputs = self.backend.predict_all(np.concatenate([crops, crops[:, :, ::-1]]))
+        n, both = self._with_mirrors(crops)
+        outputs = self.backend.predict_all(both)
         own = {name: value[:n] for name, value in outputs.items()}
         return own, self._average(outputs[OUTPUT_NAME][:n], outputs[OUTPUT_NAME][n:])
+
+    def _with_mirrors(self, crops: np.ndarray) -> tuple[int, np.ndarray]:
+        """(N, the N crops followed by their mirror images): one engine batch."""
+        crops = check_crops(crops, self.info.input_size)
+        return len(crops), np.concatenate([crops, crops[:, :, ::-1]])
 
     def _average(self, plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
         back = flip_keypoints(mirrored, self.info.input_size, self.kps)

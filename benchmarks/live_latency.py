@@ -25,7 +25,13 @@ from tracker import config
 from tracker.haar import HaarDetector
 video, fps, w, h, seconds = sys.argv[1], float(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4]), float(sys.argv[5])
 threads = getattr(config, "ENGINE_THREADS", None)  # as `fkd-track --camera` opens it (older checkouts: every core)
-r = bench_live(video, load_backend(None, "auto", threads=threads), HaarDetector(), config.DEFAULT_TRACK,
+backend = load_backend(None, "auto", threads=threads)
+try:  # flip-averaged by default, as the live view runs it (older checkouts: plain, as they ran)
+    from tracker.flip_average import flip_averaged
+    backend = flip_averaged(backend, None)
+except ImportError:
+    pass
+r = bench_live(video, backend, HaarDetector(), config.DEFAULT_TRACK,
                config.DEFAULT_SMOOTH, fps=fps, size=(w, h), seconds=seconds)
 print(json.dumps(r.to_json()))
 """

@@ -17,6 +17,7 @@ import numpy as np
 
 from engines.select import load_backend
 from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK, ENGINE_THREADS
+from tracker.flip_average import flip_averaged
 from tracker.haar import HaarDetector
 from tracker.pipeline import Pipeline
 from tracker.sources import Frame
@@ -31,7 +32,7 @@ MODES = {"sequential": (False, 2), "pipelined": (True, 2), "sequential, OpenCV 1
 
 def main(clip: str, rounds: int) -> None:
     source = [Frame(i, i * 40.0, im) for i, im in enumerate(read_frames(clip))]
-    backend = load_backend(None, "auto", threads=ENGINE_THREADS)  # as the tracker opens it
+    backend = flip_averaged(load_backend(None, "auto", threads=ENGINE_THREADS), None)  # as the tracker opens it
     backend.predict(np.zeros((1, 96, 96), np.uint8))
     got: dict[str, list[tuple[float, float]]] = {k: [] for k in MODES}
     for r in range(rounds):

@@ -134,7 +134,13 @@ def time_fkd(clip: str, mode: str) -> dict:
 
     images = read_frames(clip)
     source = [Frame(i, i * 1000.0 / FPS, im) for i, im in enumerate(images)]
-    backend = load_backend(None, "auto", threads=ENGINE_THREADS)  # as `fkd-track video` opens it
+    backend = load_backend(None, "auto", threads=ENGINE_THREADS)  # as `fkd-track video` opens it ...
+    try:  # ... flip-averaged by default (a checkout from before that default has no flip_averaged: plain, as it ran)
+        from tracker.flip_average import flip_averaged
+
+        backend = flip_averaged(backend, None)
+    except ImportError:
+        pass
     backend.predict(np.zeros((1, 96, 96), np.uint8))  # load and warm the engine outside the timing
     pipeline = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     faces = 0

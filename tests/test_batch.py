@@ -273,10 +273,13 @@ def test_a_ray_address_that_does_not_parse_writes_no_summary(tmp_path, video_pat
 def test_workers_get_one_onnx_runtime_thread_by_default(model_path):
     """What each batch worker opens (EngineSpec's default threads=1) runs ONNX Runtime on one thread."""
     from tracker.batch_task import EngineSpec, ModelFile, TrackSettings, open_engines
+    from tracker.flip_average import FlipAveraged
 
     engines = open_engines(EngineSpec(ModelFile(model_path)), TrackSettings())
-    assert engines.backend.name == "onnxruntime"
-    assert engines.backend.session.get_session_options().intra_op_num_threads == 1
+    assert engines.backend.name == "onnxruntime" and isinstance(engines.backend, FlipAveraged)  # the default
+    assert engines.backend.backend.session.get_session_options().intra_op_num_threads == 1
+    plain = open_engines(EngineSpec(ModelFile(model_path)), TrackSettings(flip_average=False))
+    assert plain.backend.session.get_session_options().intra_op_num_threads == 1
     shipped = open_engines(EngineSpec(ModelFile.shipped(model_path), threads=2), TrackSettings())  # Ray's way
-    assert shipped.backend.session.get_session_options().intra_op_num_threads == 2
+    assert shipped.backend.backend.session.get_session_options().intra_op_num_threads == 2
     assert shipped.backend.info.keypoint_names == engines.backend.info.keypoint_names

@@ -204,13 +204,15 @@ def test_the_tracker_runs_its_engine_on_one_onnx_runtime_thread():
     from engines.select import load_backend
     from tracker.cli import _pipeline, _tracking_engine
     from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK, ENGINE_THREADS
+    from tracker.flip_average import FlipAveraged
     from tracker.haar import HaarDetector
 
     def threads(backend) -> int:
         return backend.session.get_session_options().intra_op_num_threads
 
     pipeline = _pipeline(None, "auto", HaarDetector(), DEFAULT_TRACK, DEFAULT_SMOOTH)
-    assert ENGINE_THREADS == 1 and threads(pipeline.backend) == 1
+    assert isinstance(pipeline.backend, FlipAveraged)  # flip averaging by default, around the engine
+    assert ENGINE_THREADS == 1 and threads(pipeline.backend.backend) == 1
     table = load_backend(None, "auto", threads=2)  # the engine table's, on every core of a 2-core machine
     for name in ("auto", "all"):
         engine = _tracking_engine(None, name, [table])

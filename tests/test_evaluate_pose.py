@@ -89,18 +89,19 @@ def test_evaluate_reports_per_pose_metrics_false_detections_and_the_worst_faces(
     fd = m["false_detections"]
     assert fd["regions"] > 0 and fd["boxes_per_100_regions"] == 100 * fd["boxes"] / fd["regions"]
     assert 0 <= fd["verified"] <= fd["boxes"]
-    assert m["detector"]["cascades"][0] == "frontal"
+    assert m["detector"]["cascades"][0] == "frontal" and m["detector"]["second_look"] is True
+    assert m["flip_average"] is True  # as the tracker runs the packaged model by default
     for name in POSES:  # the table on stdout
         assert name in r.out
     img = cv2.imread(str(worst))
     assert img is not None and img.shape[0] > 300 and img.shape[1] > 600
     assert img.std() > 10  # faces drawn, not a blank canvas
 
-    # landmark crops: every face is cropped, no false-detection count
-    r = cli("train", "evaluate", "--data", spec, "--json", js)
+    # landmark crops: every face is cropped, no false-detection count; the model's own points on request
+    r = cli("train", "evaluate", "--data", spec, "--json", js, "--no-flip-average")
     assert r.code == 0, r.err
     m = json.loads(js.read_text())
-    assert m["detection_rate"] == 1.0 and "false_detections" not in m
+    assert m["detection_rate"] == 1.0 and "false_detections" not in m and m["flip_average"] is False
     assert all(m["per_pose"][n]["n_images"] == PER_POSE for n in POSES)
     nme = np.array([m["per_pose"][n]["nme_interocular"] for n in POSES])
     assert np.isfinite(nme).all()

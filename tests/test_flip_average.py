@@ -14,7 +14,7 @@ from engines.errors import UserError
 from engines.select import load_backend
 from tests.conftest import YTF_SPEC, assert_user_error, run_cli
 from tracker.bench import crops_from_video
-from tracker.flip_average import FlipAveraged
+from tracker.flip_average import FlipAveraged, flip_averaged, flip_averaged_stages
 from tracker.keypoints import KAGGLE15, flip_keypoints
 
 
@@ -53,6 +53,23 @@ class Described:
         raise AssertionError
 
 
+def test_by_default_a_model_that_cannot_be_mirrored_runs_as_it_is():
+    """The default (neither flag) averages where the model names its pairs and runs a model without them as it is;
+    --flip-average refuses that model, --no-flip-average never wraps; a broken pair list is an error unless off."""
+    unpaired, broken = Described(["a", "b", "c"]), Described(["a", "b"], [("a", "z")])
+    assert flip_averaged(unpaired, None) is unpaired and flip_averaged(unpaired, False) is unpaired
+    with pytest.raises(UserError, match="names no left/right flip pairs"):
+        flip_averaged(unpaired, True)
+    assert isinstance(flip_averaged(Described(KAGGLE15.names, (), "kaggle15"), None), FlipAveraged)
+    with pytest.raises(ModelError):
+        flip_averaged(broken, None)
+    assert flip_averaged(broken, False) is broken and flip_averaged(None, True) is None
+    with pytest.raises(UserError):  # the second stage averages exactly when the first does
+        flip_averaged_stages(Described(KAGGLE15.names, (), "kaggle15"), unpaired, None)
+    engine, stage2 = flip_averaged_stages(unpaired, unpaired, None)
+    assert engine is unpaired and stage2 is unpaired
+
+
 def test_a_model_whose_points_cannot_be_swapped_back_is_refused():
     with pytest.raises(UserError, match="names no left/right flip pairs"):
         FlipAveraged(Described(["a", "b", "c"]))
@@ -76,12 +93,15 @@ def test_flip_averaging_places_the_validation_faces_better(model_path):
 
 
 def test_video_and_bench_with_flip_average(video_path, tmp_path):
-    """`video --flip-average` writes the averaged points but decides (who is a face, confidence, next crop) on the
-    crops' own, so only the coordinates differ from a plain run; `bench` times it end to end."""
-    plain, flip = tmp_path / "plain.csv", tmp_path / "flip.csv"
-    assert run_cli("video", video_path, "--csv", plain, "--headless").code == 0
+    """`video` (flip averaging by default, as `--flip-average`) writes the averaged points but decides (who is a
+    face, confidence, next crop) on the crops' own, so only the coordinates differ from `--no-flip-average`;
+    `bench` times it end to end, by default too."""
+    plain, flip, default = tmp_path / "plain.csv", tmp_path / "flip.csv", tmp_path / "default.csv"
+    assert run_cli("video", video_path, "--csv", plain, "--headless", "--no-flip-average").code == 0
     res = run_cli("video", video_path, "--csv", flip, "--headless", "--flip-average")
     assert res.code == 0, res.err
+    assert run_cli("video", video_path, "--csv", default, "--headless").code == 0
+    assert default.read_bytes() == flip.read_bytes()
     a, b = pd.read_csv(plain), pd.read_csv(flip)
     # the tracker decides on the crops' own points: the same rows, ids, success and confidence; only the points move
     assert len(a) == len(b) == 202
@@ -97,24 +117,33 @@ def test_video_and_bench_with_flip_average(video_path, tmp_path):
                   "--json", out)
     assert res.code == 0, res.err
     assert "flip-averaged" in res.out and json.loads(out.read_text())["end_to_end"]["flip_average"] is True
+    res = run_cli("bench", "--video", video_path, "--no-flip-average", "--batch", "1", "--seconds", "0.1",
+                  "--passes", "1", "--json", out)
+    assert res.code == 0, res.err
+    assert "flip-averaged" not in res.out and json.loads(out.read_text())["end_to_end"]["flip_average"] is False
 
 
 def test_batch_records_flip_average(video_path, tmp_path):
+    """batch.json records what the default resolved to (on, for the packaged model), and a changed flag is
+    refused."""
     out_dir = tmp_path / "out"
-    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--flip-average").code == 0
+    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1").code == 0
     assert json.loads((out_dir / "batch.json").read_text())["flip_average"] is True
-    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--flip-average")
+    assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
     assert_user_error(res, "other settings (flip_average true -> false)", "--redo")
 
 
 def test_an_older_batch_folder_without_the_setting_counts_as_plain(video_path, tmp_path):
-    """A batch.json from before --flip-average existed names no flip_average: its tables are plain ones."""
+    """A batch.json from before --flip-average existed names no flip_average: its tables are plain ones, so it
+    resumes with --no-flip-average and is refused with the default (now on)."""
     out_dir = tmp_path / "old"
-    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1").code == 0
+    assert run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average").code == 0
     record = json.loads((out_dir / "batch.json").read_text())
     del record["flip_average"]
     (out_dir / "batch.json").write_text(json.dumps(record))
-    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--flip-average")
-    assert_user_error(res, "other settings (flip_average false -> true)", "--redo")
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1")
+    assert_user_error(res, "other settings (flip_average false -> true)", "--redo")
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
     assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err

@@ -73,12 +73,17 @@ def test_pipelined_csv_is_byte_identical_to_sequential(backend, all_video_paths,
     seq = track_to_csv(backend, clips(all_video_paths), tmp_path / "seq.csv", pipelined=False)
     pipe = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
     leads = watch_lead(pipe)
+    kinds: list[str | None] = []
+    count_round = pipe._count_round
+    pipe._count_round = lambda kind, born: (kinds.append(kind), count_round(kind, born))[1]
     pip = track_to_csv(backend, clips(all_video_paths), tmp_path / "pip.csv", pipelined=True, pipe=pipe)
     assert pip.frames == seq.frames == 139 + 202 and pip.scene_cuts == seq.scene_cuts == 1
     assert pip.detections == seq.detections and pip.faces == seq.faces
-    # every whole-frame round but the first frame's ran ahead on the look-ahead thread (the rest: looks around),
-    # most started many frames before their own (the window reaches the next search as soon as one is done)
-    assert pipe.ahead_used >= 0.8 * pip.detections
+    # nearly every whole-frame round but the first frame's ran ahead on the look-ahead thread (looks around a
+    # doubtful or lost face run on their own frame), most of them many frames before their own (the window
+    # reaches the next search as soon as one is done)
+    whole = sum(k in (FULL, SEARCH) for k in kinds)
+    assert whole >= 10 and pipe.ahead_used >= 0.85 * whole
     assert len(leads) >= pipe.ahead_used and sorted(leads)[len(leads) // 2] >= 10
     assert (tmp_path / "pip.csv").read_bytes() == (tmp_path / "seq.csv").read_bytes()
     assert stage_threads() == []  # every stage ended

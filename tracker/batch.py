@@ -15,7 +15,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, astuple, fields
+from dataclasses import asdict, astuple, fields, replace
 from pathlib import Path
 
 import typer
@@ -64,6 +64,7 @@ from tracker.cli import (
 )
 from tracker.config import ENGINE_THREADS
 from tracker.csv_out import BASE_COLUMNS
+from tracker.flip_average import FlipAveraged
 from tracker.haar import HaarParams
 
 SUMMARY = "summary.csv"
@@ -104,7 +105,7 @@ def batch(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    flip_average: bool = FLIP_AVERAGE,
+    flip_average: bool | None = FLIP_AVERAGE,
     folder_fps: float = FOLDER_FPS,
     redo: bool = typer.Option(
         False, "--redo", help="Track every input again: first remove the outputs an earlier run left for them in "
@@ -128,6 +129,7 @@ def batch(
     _check_batch_outputs(paths, out_dir, tasks)
     summary = out_dir / SUMMARY
     engines, header = _open_checked(spec, settings)  # a wrong --model/--refine/--attributes: one line, first
+    settings = replace(settings, flip_average=isinstance(engines.backend, FlipAveraged))  # as resolved
     record = run_record(engines, settings, out_video)
     if redo:  # the earlier outputs go first, so a stopped --redo never leaves them under the new record
         _remove_outputs(tasks, (out_dir / RECORD).exists())
@@ -305,6 +307,10 @@ def flat_settings(settings: TrackSettings, videos: bool) -> dict:
     return json.loads(json.dumps(flat))
 
 
+# what a record that does not name a setting was made with, where that is not today's default
+OLDER_RECORDS = {"flip_average": False}  # on by default since it was recorded
+
+
 def _check_record(path: Path, record: dict) -> None:
     """Resuming: the outputs already in --out-dir must come from this model and these settings (UserError
     naming what changed); a folder without a record (an older fkd-track) is trusted, with a note."""
@@ -320,7 +326,7 @@ def _check_record(path: Path, record: dict) -> None:
     # a setting the older record does not name (a later release added it) counts as its default there, so an
     # older folder resumes with the defaults and is refused with anything else (e.g. --flip-average); the overlay's
     # are compared only where both records name them (a record made without videos has none)
-    before = {**flat_settings(TrackSettings(), videos=False), **before}
+    before = {**flat_settings(TrackSettings(), videos=False), **OLDER_RECORDS, **before}
     changed = [f"{k} {_shown(before[k])} -> {_shown(record[k])}" for k in record
                if k in before and before[k] != record[k]]
     if changed:

@@ -32,7 +32,8 @@ class TrackSettings:
     overlay: OverlayParams = OverlayParams()
     attributes: bool = False
     folder_fps: float = 25.0
-    flip_average: bool = False  # --flip-average: each face averaged with its mirror image (tracker.flip_average)
+    flip_average: bool | None = None  # --flip-average/--no-flip-average (tracker.flip_average.flip_averaged); the
+    # batch records what it resolved to (True or False)
 
 
 @dataclass(frozen=True)
@@ -110,11 +111,9 @@ def open_engines(spec: EngineSpec, settings: TrackSettings) -> Engines:
     with _model_path(spec.model) as model, _model_path(spec.refine) as refine:
         backend = load_backend(model, spec.backend, threads=spec.threads)
         stage2 = None if refine is None else load_backend(refine, threads=spec.threads)
-    if settings.flip_average:  # each stage averages each face with its mirror image
-        from tracker.flip_average import FlipAveraged
+    from tracker.flip_average import flip_averaged_stages
 
-        backend = FlipAveraged(backend)
-        stage2 = None if stage2 is None else FlipAveraged(stage2)
+    backend, stage2 = flip_averaged_stages(backend, stage2, settings.flip_average)
     return Engines(backend, stage2, HaarDetector(settings.haar))
 
 

@@ -86,10 +86,12 @@ ATTRIBUTES = typer.Option(
     "A model without heads is an error.",
 )
 FLIP_AVERAGE = typer.Option(
-    False, "--flip-average",
+    None, "--flip-average/--no-flip-average",
     help="Average each face's points with those of its mirror image (swapped back left for right), both in one "
     "engine call (each stage's, with --refine): about 3% lower error, for 1.5-1.6x the inference time per face. "
-    "Written and drawn points only: who is tracked, and how sure, stays as without it.",
+    "Written and drawn points only: who is tracked, and how sure, stays as without it. Default: on where the model "
+    "names its left/right flip pairs (the packaged one does), off where it names none; --flip-average refuses "
+    "such a model.", show_default="on where the model can be mirrored",
 )
 REFINE = typer.Option(
     None, "--refine",
@@ -126,23 +128,15 @@ def _stage2(refine: Path | None):
 
 
 def _pipeline(model: Path | None, backend: str, detector, track: TrackParams, smooth: SmoothParams,
-              attributes: bool = False, refine: Path | None = None, flip_average: bool = False):
+              attributes: bool = False, refine: Path | None = None, flip_average: bool | None = None):
     from engines.select import load_backend
+    from tracker.flip_average import flip_averaged_stages
     from tracker.pipeline import Pipeline
 
-    engine = _flipped(load_backend(None if model is None else str(model), backend, threads=ENGINE_THREADS),
-                      flip_average)
-    return Pipeline(detector, engine, track, smooth, attributes=attributes,
-                    refine=_flipped(_stage2(refine), flip_average))
-
-
-def _flipped(engine, flip_average: bool):
-    """The engine (None: none), or with --flip-average the engine averaging each face with its mirror image."""
-    if not flip_average or engine is None:
-        return engine
-    from tracker.flip_average import FlipAveraged
-
-    return FlipAveraged(engine)
+    engine, stage2 = flip_averaged_stages(
+        load_backend(None if model is None else str(model), backend, threads=ENGINE_THREADS), _stage2(refine),
+        flip_average)
+    return Pipeline(detector, engine, track, smooth, attributes=attributes, refine=stage2)
 
 
 def _check_outputs(inputs: list[Path], model: Path | None, refine: Path | None, outputs: dict) -> None:
@@ -238,7 +232,7 @@ def live(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    flip_average: bool = FLIP_AVERAGE,
+    flip_average: bool | None = FLIP_AVERAGE,
 ) -> None:
     """Live view: `fkd-track --camera 0` tracks the webcam (q or Esc quits). Commands below do the rest."""
     if ctx.invoked_subcommand is not None:
@@ -295,7 +289,7 @@ def video(
     labels: str = LABELS,
     attributes: bool = ATTRIBUTES,
     refine: Path | None = REFINE,
-    flip_average: bool = FLIP_AVERAGE,
+    flip_average: bool | None = FLIP_AVERAGE,
     folder_fps: float = FOLDER_FPS,
     pipelined: bool = typer.Option(
         True, "--pipelined/--sequential",
@@ -391,9 +385,10 @@ def bench(
     live_seconds: float = typer.Option(10.0, "--live-seconds", min=1.0, help="Length of the --live-sim feed."),
     width: int = typer.Option(DEFAULT_CAMERA.width, "--width", min=16, help="--live-sim frame width."),
     height: int = typer.Option(DEFAULT_CAMERA.height, "--height", min=16, help="--live-sim frame height."),
-    flip_average: bool = typer.Option(
-        False, "--flip-average", help="Run the end-to-end and live modes with --flip-average (each face and its "
-        "mirror image in one engine call); the engine table times the engine alone."),
+    flip_average: bool | None = typer.Option(
+        None, "--flip-average/--no-flip-average", help="The end-to-end and live modes with or without flip "
+        "averaging (each face and its mirror image in one engine call), as `video` runs them; the engine table times "
+        "the engine alone.", show_default="as video: on where the model can be mirrored"),
 ) -> None:
     """Engine throughput (faces/s, p50/p99 per backend and batch) and, with --video, end-to-end frames/s."""
     from engines.bench import format_rows
@@ -408,6 +403,7 @@ def bench(
         open_backends,
         speedup,
     )
+    from tracker.flip_average import FlipAveraged, flip_averaged_stages
 
     sizes = _batch_sizes(batch)
     if refine is not None and video is None:
@@ -418,8 +414,8 @@ def bench(
     if live_sim is not None and video is None:
         raise UserError("--live-sim feeds a video to the live loop: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
-    _flipped(backends[0], flip_average)  # a model --flip-average cannot mirror: refused before any timing
-    stage2 = _flipped(_stage2(refine), flip_average)
+    # a model or second stage --flip-average cannot mirror: refused before any timing
+    stage2 = flip_averaged_stages(backends[0], _stage2(refine), flip_average)[1]
     if stage2 is not None:  # refuse a wrong second stage before any timing
         from tracker.cascade import stage2_zoom
 
@@ -432,16 +428,17 @@ def bench(
     if video is not None:
         track, smoothing = _settings(detect_every, True, DEFAULT_SMOOTH.min_cutoff, DEFAULT_SMOOTH.beta,
                                      DEFAULT_SMOOTH.d_cutoff)
-        engine = _flipped(_tracking_engine(model, backend, backends), flip_average)
+        engine = flip_averaged_stages(_tracking_engine(model, backend, backends), None, flip_average)[0]
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
-        label = engine_label(engine) + (", flip-averaged" if flip_average else "")
+        flipped = isinstance(engine, FlipAveraged)
+        label = engine_label(engine) + (", flip-averaged" if flipped else "")
         typer.echo(format_end_to_end(results, label, video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "
                    "detecting every frame")
-        report["end_to_end"] = {"video": str(video), "backend": engine.name, "flip_average": flip_average,
+        report["end_to_end"] = {"video": str(video), "backend": engine.name, "flip_average": flipped,
                                 "runs": [r.to_json() for r in results], "speedup": ratio,
                                 "refine": None if refine is None else str(refine)}
         if live_sim is not None:

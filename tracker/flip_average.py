@@ -1,5 +1,6 @@
-"""Flip averaging (`--flip-average`): each face crop and its mirror image go through the engine in one call, and
-the mirror's points, mirrored back with left and right swapped, are averaged with the crop's.
+"""Flip averaging (`--flip-average`, on by default where the model names its flip pairs): each face crop and its
+mirror image go through the engine in one call, and the mirror's points, mirrored back with left and right swapped,
+are averaged with the crop's.
 
 It wraps any backend and is one itself (`train evaluate` scores it as any other); the tracker takes both the crops'
 own points, to decide on, and the averaged ones, to write and draw (`predict_both`).
@@ -69,3 +70,28 @@ class FlipAveraged:
     def _average(self, plain: np.ndarray, mirrored: np.ndarray) -> np.ndarray:
         back = flip_keypoints(mirrored, self.info.input_size, self.kps)
         return ((plain + back) / 2.0).astype(np.float32)
+
+
+def flip_averaged(engine: Backend | None, wanted: bool | None) -> Backend | None:
+    """The engine as `--flip-average/--no-flip-average` ask: None (neither: the default) averages with the mirror
+    image where the model names its left/right flip pairs and runs the engine as it is where it names none; True
+    (asked for) refuses such a model (UserError); False runs the engine as it is. Flip pairs naming points the
+    model lacks are a broken model file (ModelError) unless False. None for no engine."""
+    if engine is None or wanted is False:
+        return engine
+    try:
+        return FlipAveraged(engine)
+    except ModelError:
+        raise
+    except UserError:
+        if wanted:
+            raise
+        return engine
+
+
+def flip_averaged_stages(engine: Backend, stage2: Backend | None, wanted: bool | None
+                         ) -> tuple[Backend, Backend | None]:
+    """The engine and the --refine second stage as `--flip-average/--no-flip-average` ask (`flip_averaged`): the
+    second stage averages exactly when the engine does (refused when it cannot be mirrored then)."""
+    engine = flip_averaged(engine, wanted)
+    return engine, flip_averaged(stage2, isinstance(engine, FlipAveraged))

@@ -34,7 +34,7 @@ from tracker.one_euro import OneEuroFilter
 from tracker.results import REFINE_STAGE, FaceResult, FrameResult
 from tracker.scene_cut import SceneCutDetector
 from tracker.sources import Frame
-from tracker.tracking import AROUND, FULL, SEARCH, Slot, Tracker, match_boxes
+from tracker.tracking import AROUND, FULL, SEARCH, Slot, Tracker, match_boxes, second_look
 from tracker.verify import FaceVerifier
 
 
@@ -198,31 +198,17 @@ class Pipeline:
         detected = kind is not None
         t = _lap(self.clock, timings, cpu, "detect", t)
 
-        crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
-        matrices = []
-        for i, slot in enumerate(slots):
-            crops[i], m = crop_face(gray, slot.box, CROP_SIZE)
-            matrices.append(m)
-        new = [i for i, slot in enumerate(slots) if slot.track is None and not slot.verified]  # face or not?
-        for i, prob in zip(new, self.face_check.probability(crops[new]), strict=True):
-            slots[i].face_prob = float(prob)
-        t = _lap(self.clock, timings, cpu, "crop", t)
-
-        crop_points, shown_points, labels = self._infer(crops)
-        t = _lap(self.clock, timings, cpu, "infer", t)
-
-        points = _to_frame(crop_points, matrices, len(self.kps))
-        shown = None if shown_points is None else _to_frame(shown_points, matrices, len(self.kps))
-        if self.stage2 is not None:  # the second stage's points are the ones decided on and shown
-            t = _lap(self.clock, timings, cpu, "post", t)
-            if slots:
-                points = refine_points(self.stage2, gray, points if shown is None else shown,
-                                       [slot.box for slot in slots])
-            shown = None
-            t = _lap(self.clock, timings, cpu, REFINE_STAGE, t)
+        points, shown, labels, t = self._look(gray, slots, timings, cpu, t, check=True)
         born = self.tracker.next_id
         tracks = self.tracker.update(frame.index, slots, points, gray.shape)
         self._count_round(kind, self.tracker.next_id != born)
+        again = second_look(slots, tracks)
+        if again:  # the faces cropped from a detector's box: once more, where their points put the crop
+            points, shown_again, labels_again, t = self._look(gray, again, timings, cpu, t)
+            self.tracker.look_again(again, points)
+            slots = slots + again
+            shown = None if shown is None else np.concatenate([shown, shown_again])
+            labels = labels + labels_again
         if upcoming and not self.async_detect:
             self._start_ahead(upcoming)
         # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
@@ -448,6 +434,35 @@ class Pipeline:
             least = p.around_min * box.size * scale if p.around_min > 0 else None
             out += detect_in_region(self.detector, gray, box.scaled(p.around_margin), scale, least)
         return out
+
+    def _look(self, gray: np.ndarray, slots: list[Slot], timings: dict[str, float], cpu: dict[str, float],
+              t: tuple[float, float], check: bool = False) -> tuple:
+        """Crop the slots, run the engine on them (and the second stage), timed per stage from `t`: (frame-pixel
+        points (N, K, 2) the tracker decides on, the points to show where they differ or None, attribute labels,
+        now). `check`: the new faces' crops also get the face/non-face check (`Slot.face_prob`)."""
+        crops = np.empty((len(slots), CROP_SIZE, CROP_SIZE), np.uint8)
+        matrices = []
+        for i, slot in enumerate(slots):
+            crops[i], m = crop_face(gray, slot.box, CROP_SIZE)
+            matrices.append(m)
+        new = [i for i, slot in enumerate(slots) if check and slot.track is None and not slot.verified]
+        for i, prob in zip(new, self.face_check.probability(crops[new]), strict=True):
+            slots[i].face_prob = float(prob)
+        t = _lap(self.clock, timings, cpu, "crop", t)
+
+        crop_points, shown_points, labels = self._infer(crops)
+        t = _lap(self.clock, timings, cpu, "infer", t)
+
+        points = _to_frame(crop_points, matrices, len(self.kps))
+        shown = None if shown_points is None else _to_frame(shown_points, matrices, len(self.kps))
+        if self.stage2 is not None:  # the second stage's points are the ones decided on and shown
+            t = _lap(self.clock, timings, cpu, "post", t)
+            if slots:
+                points = refine_points(self.stage2, gray, points if shown is None else shown,
+                                       [slot.box for slot in slots])
+            shown = None
+            t = _lap(self.clock, timings, cpu, REFINE_STAGE, t)
+        return points, shown, labels, t
 
     def _infer(self, crops: np.ndarray) -> tuple[np.ndarray, np.ndarray | None, list[dict]]:
         """One engine call for all crops: (N, K, 2) crop-pixel keypoints; the points to show and write when they

@@ -43,12 +43,15 @@ class BoxCorrection:
 
     Applying it makes the detector's box a fixed point of crop -> keypoints -> next crop, whatever the
     model's bias (an undertrained model that shrinks the face would otherwise shrink the crop every frame).
+    It starts as no correction worth `prior` detections: one face's box is not the model's bias (the profile
+    cascade's box sits toward the back of the head; a well-placed crop from the points beats it there).
     """
 
     scale: float = 1.0
     dx: float = 0.0
     dy: float = 0.0
     samples: int = 0
+    prior: int = 4
 
     def apply(self, box: FaceBox) -> FaceBox:
         t = math.radians(box.angle)
@@ -58,8 +61,8 @@ class BoxCorrection:
 
     def learn(self, predicted: FaceBox, detected: FaceBox, min_weight: float = 0.1) -> None:
         """Move towards the correction that maps `predicted` (upright, uncorrected) onto `detected`:
-        a running mean over the first samples, then an exponential average."""
-        w = max(1.0 / (self.samples + 1), min_weight)
+        a running mean over the prior and the first samples, then an exponential average."""
+        w = max(1.0 / (self.samples + 1 + self.prior), min_weight)
         scale = min(2.0, max(0.5, detected.size / predicted.size))
         dx = (detected.cx - predicted.cx) / predicted.size
         dy = (detected.cy - predicted.cy) / predicted.size
@@ -216,11 +219,10 @@ class Tracker:
                     slot.track is not None or accepts_new_face(shape, raw, slot.detection, slot.face_prob, p)):
                 self.correction.learn(raw, upright_of(slot.detection))
         for slot, pts, kag, raw, shape in zip(slots, points, kaggle, raw_boxes, shapes, strict=True):
-            rolled = raw if p.upright else box_from_keypoints(kag, KAGGLE15, upright=False)
-            if raw is None or rolled is None:
+            boxes = self.boxes_from(kag, raw)
+            if boxes is None:
                 continue
-            rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
-            upright, crop_box = self.correction.apply(raw), self.correction.apply(rolled)
+            upright, crop_box = boxes
             track = slot.track
             if track is None:  # a new candidate becomes a track only when its keypoints look like a face
                 if not slot.verified and not accepts_new_face(shape, upright, slot.detection, slot.face_prob, p):
@@ -245,6 +247,58 @@ class Tracker:
             alive.append(track)
         self.tracks = drop_duplicates(alive, p.duplicate_iou)
         return list(self.tracks)
+
+
+    def boxes_from(self, kaggle: np.ndarray, raw: FaceBox | None) -> tuple[FaceBox, FaceBox] | None:
+        """(upright face box, next crop box) from a face's Kaggle points and their upright box `raw`, both
+        corrected for the model's bias; the crop turns by `roll_gain` of the face's roll. None: no box."""
+        p = self.params
+        rolled = raw if p.upright else box_from_keypoints(kaggle, KAGGLE15, upright=False)
+        if raw is None or rolled is None:
+            return None
+        rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
+        return self.correction.apply(raw), self.correction.apply(rolled)
+
+    def look_again(self, slots: list[Slot], points: np.ndarray) -> None:
+        """Take the keypoints (N, K, 2, frame pixels) of a second look at tracks cropped from the detector's own
+        box this frame (see `second_look`): their points, boxes and shape follow the second look; what `update`
+        decided (ids, matches, misses, agreement with the detection) stands. A look whose points give no face
+        box changes nothing."""
+        kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
+        for slot, pts, kag in zip(slots, points, kaggle, strict=True):
+            boxes = self.boxes_from(kag, box_from_keypoints(kag, KAGGLE15, upright=True))
+            if boxes is None:
+                continue
+            track = slot.track
+            track.face_box, track.box = boxes
+            track.crop_box = slot.box
+            track.points = np.asarray(pts, dtype=np.float64)
+            track.shape = shape_score(kag, self._judged)
+            doubted = track.misses > 0 or track.looked_closer
+            track.confidence = combine(track.shape, detector_agreement(track.det_iou, doubted))
+
+
+def second_look(slots: list[Slot], tracks: list[Track]) -> list[Slot]:
+    """The crops of a second look this frame: for each track whose crop was the detector's own box (a new face,
+    or a track re-cropped from its detection), where the next frame would crop it, from its first points. The
+    model places points better in a crop made from points than in a detector's box (the profile cascade's box
+    sits toward the back of the head), so a face's first frame gets the crop its later frames get."""
+    from_detection = {id(s.box) for s in slots if s.detection is not None and s.box is s.detection}
+    return [Slot(t.box, t) for t in tracks if id(t.crop_box) in from_detection]
+
+
+def first_crop(points: np.ndarray, detection: FaceBox, kps: KeypointSet, params: TrackParams) -> FaceBox | None:
+    """Where a fresh tracker takes its second look at a face (`second_look`), from the points (K, 2, image
+    pixels) the model gave in the crop of the detector's box `detection`; None when they give no face box.
+    `train evaluate --crop detector` scores this crop, as the tracker writes it."""
+    tracker = Tracker(params, kps)
+    kaggle = tracker.kaggle_points(np.asarray(points, dtype=np.float64))
+    raw = box_from_keypoints(kaggle, KAGGLE15, upright=True)
+    if raw is None:
+        return None
+    tracker.correction.learn(raw, upright_of(detection))
+    boxes = tracker.boxes_from(kaggle, raw)
+    return None if boxes is None else boxes[1]
 
 
 def upright_of(box: FaceBox) -> FaceBox:

@@ -218,8 +218,9 @@ def evaluate_cmd(
     data: str = typer.Option(..., "--data",
                              help="Dataset spec FORMAT:PATH (all rows) or a prepared file (validation split)."),
     crop: str = typer.Option("landmarks",
-                             help="landmarks (calibrated box), detector (the face detector), or prepared "
-                                  "(stored crops)."),
+                             help="landmarks (calibrated box), detector (the face detector, end to end: the crop the "
+                                  "tracker writes a new face from, placed by the model's points in the detector's "
+                                  "box), or prepared (stored crops)."),
     split: str = typer.Option("all",
                               help="For a dataset spec: all rows, or validation (the split `prepare` holds out)."),
     backend: str = typer.Option("auto", help="Inference backend: auto, onnxruntime, torch, tensorrt."),
@@ -233,9 +234,11 @@ def evaluate_cmd(
     ced: Path = typer.Option(None, "--ced", help="Write the cumulative error distribution PNG here."),
     skip_bad: bool = typer.Option(False, "--skip-bad", help="Skip malformed rows of a dataset spec (as prepare)."),
     worst: Path = typer.Option(None, "--worst", help="Write a PNG of the 24 worst faces (predicted and true points)."),
-    flip_average: bool = typer.Option(False, "--flip-average",
-                                      help="Average each face's points with its mirror image's, as the tracker's "
-                                           "--flip-average does."),
+    flip_average: bool | None = typer.Option(
+        None, "--flip-average/--no-flip-average",
+        help="Average each face's points with its mirror image's, as the tracker does by default "
+             "(--no-flip-average: the model's own points).", show_default="as the tracker: on where the model "
+                                                                           "can be mirrored"),
 ) -> None:
     """Masked RMSE (96-px crop pixels), failure rate at 10%, inter-ocular NME, detection rate, every metric per
     MTFL head-pose class; with --crop detector, false detections per 100 face-free image regions; attribute
@@ -269,11 +272,9 @@ def evaluate_cmd(
         detector = HaarDetector(params) if crop == "detector" else None
     except FileNotFoundError as err:
         raise UserError(f"--cascades: {err}") from None
-    engine = load_backend(model_path, backend)
-    if flip_average:
-        from tracker.flip_average import FlipAveraged
+    from tracker.flip_average import flip_averaged
 
-        engine = FlipAveraged(engine)
+    engine = flip_averaged(load_backend(model_path, backend), flip_average)
     m = evaluate(engine, data, crop, ced_png=str(ced) if ced else None,
                  json_out=str(json_out) if json_out else None, worst_png=str(worst) if worst else None,
                  split=split, detector=detector, skip_bad=skip_bad)

@@ -19,7 +19,7 @@ import numpy as np
 from engines.backend import Backend, ModelInfo
 from engines.output_files import atomic_path
 from tracker.config import DEFAULT_TRACK
-from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, to_crop
+from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_crop
 from tracker.flip_average import FlipAveraged
 from tracker.haar import HaarDetector
 from tracker.keypoints import (
@@ -30,6 +30,7 @@ from tracker.keypoints import (
     keypoint_set_for,
     map_keypoints,
 )
+from tracker.tracking import first_crop
 from train.datasets import ATTRIBUTE_CLASSES, ATTRIBUTES, FORMATS, DatasetError, FaceSet, is_validation, load_dataset
 from train.plots import plot_ced, plot_predictions
 from train.prepare import load_prepared, match_detection
@@ -78,11 +79,14 @@ def face_free_regions(shape: tuple[int, ...], faces: list[FaceBox], min_side: in
 
 
 def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
-                   detector: HaarDetector | None = None, false_detections: bool = False) -> EvalFaces:
+                   detector: HaarDetector | None = None, false_detections: bool = False,
+                   look: Backend | None = None) -> EvalFaces:
     """Crop the given rows of a FaceSet by landmarks (calibrated box) or by the detector.
 
     Boxes come from the Kaggle-15 points the source gives (`FaceSet.box_points`), whatever `fs.kps` is. With
-    `false_detections` (detector crops), the detector also searches each image's face-free regions.
+    `false_detections` (detector crops), the detector also searches each image's face-free regions. With a
+    backend `look` (detector crops), each face is cropped where the tracker takes its second look at a new face
+    (`tracker.tracking.first_crop`, from the points `look` gives in the detector's box), as the tracker writes it.
     """
     crops, truth, attrs = [], [], []
     regions, hits = 0, []
@@ -107,6 +111,11 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
         if box is None:
             continue
         c, m = crop_face(img, box, CROP_SIZE)
+        if look is not None and crop == "detector":
+            again = first_crop(from_crop(_placing_points(look, c), m), box, model_keypoint_set(look.info),
+                               DEFAULT_TRACK)
+            if again is not None:
+                c, m = crop_face(img, again, CROP_SIZE)
         crops.append(c)
         truth.append(to_crop(pts, m))
         attrs.append(fs.attributes[int(i)])
@@ -116,8 +125,17 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
                      fs.attributes[np.asarray(rows, dtype=np.int64)], regions, hits)
 
 
+def _placing_points(backend: Backend, crop: np.ndarray) -> np.ndarray:
+    """The points (K, 2, crop pixels) the tracker places a face's next crop by: the crop's own (with
+    --flip-average too: the tracker decides on those, it writes the averaged ones)."""
+    if isinstance(backend, FlipAveraged):
+        return backend.predict_both(crop[None])[0][0].astype(np.float64)
+    return backend.predict(crop[None])[0].astype(np.float64)
+
+
 def faces_from_prepared(path: str, crop: str, detector: HaarDetector | None = None,
-                        false_detections: bool = False) -> tuple[EvalFaces, KeypointSet]:
+                        false_detections: bool = False, look: Backend | None = None
+                        ) -> tuple[EvalFaces, KeypointSet]:
     """The validation split of a prepared file: its stored crops, or re-cropped from the source images."""
     p = load_prepared(path)
     kps = get_keypoint_set(p.meta["keypoints"])
@@ -135,7 +153,7 @@ def faces_from_prepared(path: str, crop: str, detector: HaarDetector | None = No
                 fs = load_dataset(spec, skip_bad=True, keypoints=kps)
             except DatasetError as err:
                 raise DatasetError(f"{path}: cannot re-read its source images for --crop {crop}: {err}") from None
-            parts.append(faces_from_set(fs, rows, crop, detector, false_detections))
+            parts.append(faces_from_set(fs, rows, crop, detector, false_detections, look))
     return EvalFaces(
         np.concatenate([f.crops for f in parts]), np.concatenate([f.truth for f in parts]),
         sum(f.n_total for f in parts), np.concatenate([f.attributes for f in parts]),
@@ -257,7 +275,8 @@ def false_detection_metrics(faces: EvalFaces, backend: Backend, kps: KeypointSet
     from tracker.verify import new_face_checks
 
     boxes = sum(len(found) for _, found in faces.region_hits)
-    accepted = sum(int(new_face_checks(backend, region, found, kps).sum()) for region, found in faces.region_hits)
+    decider = backend.backend if isinstance(backend, FlipAveraged) else backend  # the tracker decides on own points
+    accepted = sum(int(new_face_checks(decider, region, found, kps).sum()) for region, found in faces.region_hits)
     per100 = 100.0 / faces.regions if faces.regions else float("nan")
     return {"regions": faces.regions, "regions_with_hits": len(faces.region_hits), "boxes": boxes,
             "boxes_per_100_regions": boxes * per100, "verified": accepted,
@@ -303,11 +322,11 @@ def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 
             raise DatasetError("--crop prepared needs a prepared file, not a dataset spec")
         fs = load_dataset(data, skip_bad=skip_bad, keypoints=kps)
         rows = np.arange(len(fs)) if split == "all" else np.flatnonzero([is_validation(g) for g in fs.groups])
-        faces = faces_from_set(fs, rows, crop, detector, false_detections)
+        faces = faces_from_set(fs, rows, crop, detector, false_detections, backend)
         n_skipped = len(fs.skipped)
     else:
         n_skipped = 0
-        faces, data_kps = faces_from_prepared(data, crop, detector, false_detections)
+        faces, data_kps = faces_from_prepared(data, crop, detector, false_detections, backend)
         if not derivable(data_kps, kps):
             raise DatasetError(f"{data} holds {data_kps.name} keypoints; none of the model's {kps.name} "
                                f"keypoints can be derived from them")
@@ -335,7 +354,8 @@ def evaluate(backend: Backend, data: str, crop: str = "landmarks", batch: int = 
     if crop == "detector":
         p = detector.params
         metrics["detector"] = {"cascades": list(p.cascades), "angles": list(p.angles), "scale_factor": p.scale_factor,
-                               "min_neighbors": p.min_neighbors, "min_size": p.min_size, "max_side": p.max_side}
+                               "min_neighbors": p.min_neighbors, "min_size": p.min_size, "max_side": p.max_side,
+                               "second_look": True}  # crops where the tracker looks again (first_crop)
     if probs:
         metrics["attributes"] = attribute_metrics(probs, faces.attributes)
     metrics.update({"data": data, "split": split if ":" in data else "validation", "crop": crop,

@@ -61,13 +61,16 @@ def test_by_default_a_model_that_cannot_be_mirrored_runs_as_it_is():
     with pytest.raises(UserError, match="names no left/right flip pairs"):
         flip_averaged(unpaired, True)
     assert isinstance(flip_averaged(Described(KAGGLE15.names, (), "kaggle15"), None), FlipAveraged)
-    with pytest.raises(ModelError):
+    with pytest.raises(ModelError, match="--no-flip-average runs it without"):
         flip_averaged(broken, None)
     assert flip_averaged(broken, False) is broken and flip_averaged(None, True) is None
-    with pytest.raises(UserError):  # the second stage averages exactly when the first does
-        flip_averaged_stages(Described(KAGGLE15.names, (), "kaggle15"), unpaired, None)
-    engine, stage2 = flip_averaged_stages(unpaired, unpaired, None)
-    assert engine is unpaired and stage2 is unpaired
+    # --refine: both stages average or neither; by default neither when one cannot be mirrored
+    paired = Described(KAGGLE15.names, (), "kaggle15")
+    assert flip_averaged_stages(paired, unpaired, None) == (paired, unpaired)
+    engine, stage2 = flip_averaged_stages(paired, paired, None)
+    assert isinstance(engine, FlipAveraged) and isinstance(stage2, FlipAveraged)
+    with pytest.raises(UserError, match="names no left/right flip pairs"):
+        flip_averaged_stages(paired, unpaired, True)
 
 
 def test_a_model_whose_points_cannot_be_swapped_back_is_refused():
@@ -147,3 +150,8 @@ def test_an_older_batch_folder_without_the_setting_counts_as_plain(video_path, t
     assert_user_error(res, "other settings (flip_average false -> true)", "--redo")
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
     assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err
+    # a record from before the second look (no tracker revision): other rows for any setting, so --redo
+    del record["tracker revision"]
+    (out_dir / "batch.json").write_text(json.dumps(record))
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
+    assert_user_error(res, "other settings (tracker revision 1 -> 2)", "--redo")

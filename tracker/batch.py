@@ -292,7 +292,8 @@ def run_record(engines, settings: TrackSettings, videos: bool) -> dict:
 
     stage2 = engines.stage2
     flat = {"model sha256": sha256_file(engines.backend.info.path), "backend": engines.backend.name,
-            "--refine sha256": None if stage2 is None else sha256_file(stage2.info.path)}
+            "--refine sha256": None if stage2 is None else sha256_file(stage2.info.path),
+            "tracker revision": TRACKER_REVISION}
     return {**flat, **flat_settings(settings, videos)}
 
 
@@ -308,7 +309,10 @@ def flat_settings(settings: TrackSettings, videos: bool) -> dict:
 
 
 # what a record that does not name a setting was made with, where that is not today's default
-OLDER_RECORDS = {"flip_average": False}  # on by default since it was recorded
+OLDER_RECORDS = {"flip_average": False,  # on by default since it was recorded
+                 "tracker revision": 1}
+TRACKER_REVISION = 2  # a release whose tracker writes other rows for the same model and settings raises it
+# (2: a new face is written from its second look, and the box-bias correction starts from a prior)
 
 
 def _check_record(path: Path, record: dict) -> None:

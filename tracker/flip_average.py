@@ -72,26 +72,28 @@ class FlipAveraged:
         return ((plain + back) / 2.0).astype(np.float32)
 
 
+NO_FLIP_HINT = "; --no-flip-average runs it without flip averaging"
+
+
 def flip_averaged(engine: Backend | None, wanted: bool | None) -> Backend | None:
     """The engine as `--flip-average/--no-flip-average` ask: None (neither: the default) averages with the mirror
     image where the model names its left/right flip pairs and runs the engine as it is where it names none; True
     (asked for) refuses such a model (UserError); False runs the engine as it is. Flip pairs naming points the
     model lacks are a broken model file (ModelError) unless False. None for no engine."""
-    if engine is None or wanted is False:
-        return engine
-    try:
-        return FlipAveraged(engine)
-    except ModelError:
-        raise
-    except UserError:
-        if wanted:
-            raise
-        return engine
+    return flip_averaged_stages(engine, None, wanted)[0] if engine is not None else None
 
 
 def flip_averaged_stages(engine: Backend, stage2: Backend | None, wanted: bool | None
                          ) -> tuple[Backend, Backend | None]:
-    """The engine and the --refine second stage as `--flip-average/--no-flip-average` ask (`flip_averaged`): the
-    second stage averages exactly when the engine does (refused when it cannot be mirrored then)."""
-    engine = flip_averaged(engine, wanted)
-    return engine, flip_averaged(stage2, isinstance(engine, FlipAveraged))
+    """The engine and the --refine second stage as `--flip-average/--no-flip-average` ask (`flip_averaged`): both
+    average or neither; by default both where both can be mirrored, else neither."""
+    if wanted is False:
+        return engine, stage2
+    try:
+        return FlipAveraged(engine), None if stage2 is None else FlipAveraged(stage2)
+    except ModelError as err:
+        raise ModelError(f"{err}{NO_FLIP_HINT if wanted is None else ''}") from None
+    except UserError:
+        if wanted:
+            raise
+        return engine, stage2

@@ -204,6 +204,7 @@ class Pipeline:
         self._count_round(kind, self.tracker.next_id != born)
         again = second_look(slots, tracks)
         if again:  # the faces cropped from a detector's box: once more, where their points put the crop
+            t = _lap(self.clock, timings, cpu, "post", t)
             points, shown_again, labels_again, t = self._look(gray, again, timings, cpu, t)
             self.tracker.look_again(again, points)
             slots = slots + again

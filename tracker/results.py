@@ -53,5 +53,6 @@ class FrameResult:
     detected: bool  # the detector ran on this frame
     scene_cut: bool
     timings_ms: dict[str, float] = field(default_factory=dict)  # per stage, see stage_names
-    crops: int = 0  # faces sent to the engine this frame (one batch; also the second stage's with --refine)
+    crops: int = 0  # crops sent to the engine this frame (one batch, and one more for the faces given a second
+    # look on a detection frame; also the second stage's with --refine)
     cpu_ms: dict[str, float] = field(default_factory=dict)  # per stage, CPU time of the thread that ran it

@@ -111,7 +111,7 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
         if box is None:
             continue
         c, m = crop_face(img, box, CROP_SIZE)
-        if look is not None and crop == "detector":
+        if look is not None and crop == "detector" and not fs.precropped:
             again = first_crop(from_crop(_placing_points(look, c), m), box, model_keypoint_set(look.info),
                                DEFAULT_TRACK)
             if again is not None:

@@ -114,3 +114,24 @@ def test_first_crop_is_the_crop_a_fresh_tracker_takes_next(turned, backend):
     assert (box.cx, box.cy, box.size, box.angle) == pytest.approx(
         (track.box.cx, track.box.cy, track.box.size, track.box.angle))
     assert box_from_keypoints(points, KAGGLE15) is not None
+
+
+def test_a_second_look_that_leaves_the_frame_changes_nothing(turned, backend):
+    """`look_again` keeps the first look where the second one's box falls outside the frame (as `update` would
+    drop it), and takes it where it stays inside."""
+    fs, rows = turned
+    gray = fs.load_image(int(rows[2]))
+    gray = gray if gray.ndim == 2 else gray.mean(axis=2).astype(np.uint8)
+    det = HaarDetector().detect(gray)[0]
+    c, m = crop_face(gray, det, CROP_SIZE)
+    points = from_crop(backend.predict(c[None])[0].astype(np.float64), m)
+    tracker = Tracker(DEFAULT_TRACK, KAGGLE15)
+    slot = Slot(det, None, det)
+    slot.face_prob = 1.0
+    (track,) = tracker.update(0, [slot], points[None], gray.shape)
+    before = (track.box, track.face_box, track.crop_box, track.points.copy(), track.confidence)
+    (again,) = second_look([slot], [track])
+    tracker.look_again([again], (points + 10 * gray.shape[1])[None], gray.shape)
+    assert (track.box, track.face_box, track.crop_box) == before[:3] and np.array_equal(track.points, before[3])
+    tracker.look_again([again], (points + 1.0)[None], gray.shape)
+    assert track.crop_box is again.box and np.allclose(track.points, points + 1.0)

@@ -258,7 +258,10 @@ def live(
         pipeline = _pipeline(model, backend, detector, track, smoothing, attributes, refine, flip_average)
         writer, video = _outputs(csv, out, pipeline, source.fps)
         h, w = source.frame_size
-        _echo_err(f"camera {camera}: {w}x{h} at {source.fps:g} fps, engine {pipeline.backend.name}")
+        from tracker.flip_average import FlipAveraged
+
+        flipped = ", flip-averaged" if isinstance(pipeline.backend, FlipAveraged) else ""
+        _echo_err(f"camera {camera}: {w}x{h} at {source.fps:g} fps, engine {pipeline.backend.name}{flipped}")
         stats, dropped = run_live(source, pipeline, headless, _echo_err, csv=writer, video=video,
                                   overlay=overlay)
     finally:

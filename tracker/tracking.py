@@ -259,23 +259,28 @@ class Tracker:
         rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
         return self.correction.apply(raw), self.correction.apply(rolled)
 
-    def look_again(self, slots: list[Slot], points: np.ndarray) -> None:
+    def look_again(self, slots: list[Slot], points: np.ndarray, frame_shape: tuple) -> None:
         """Take the keypoints (N, K, 2, frame pixels) of a second look at tracks cropped from the detector's own
         box this frame (see `second_look`): their points, boxes and shape follow the second look; what `update`
         decided (ids, matches, misses, agreement with the detection) stands. A look whose points give no face
-        box changes nothing."""
+        box, a box outside the frame or a confidence `update` would drop changes nothing."""
+        height, width = frame_shape[:2]
         kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
         for slot, pts, kag in zip(slots, points, kaggle, strict=True):
             boxes = self.boxes_from(kag, box_from_keypoints(kag, KAGGLE15, upright=True))
             if boxes is None:
                 continue
+            upright, crop_box = boxes
             track = slot.track
-            track.face_box, track.box = boxes
-            track.crop_box = slot.box
-            track.points = np.asarray(pts, dtype=np.float64)
-            track.shape = shape_score(kag, self._judged)
+            shape = shape_score(kag, self._judged)
             doubted = track.misses > 0 or track.looked_closer
-            track.confidence = combine(track.shape, detector_agreement(track.det_iou, doubted))
+            confidence = combine(shape, detector_agreement(track.det_iou, doubted))
+            inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
+            if not inside or confidence < self.params.drop_below:
+                continue
+            track.face_box, track.box, track.crop_box = upright, crop_box, slot.box
+            track.points = np.asarray(pts, dtype=np.float64)
+            track.shape, track.confidence = shape, confidence
 
 
 def second_look(slots: list[Slot], tracks: list[Track]) -> list[Slot]:

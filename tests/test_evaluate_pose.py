@@ -91,6 +91,9 @@ def test_evaluate_reports_per_pose_metrics_false_detections_and_the_worst_faces(
     assert 0 <= fd["verified"] <= fd["boxes"]
     assert m["detector"]["cascades"][0] == "frontal" and m["detector"]["second_look"] is True
     assert m["flip_average"] is True  # as the tracker runs the packaged model by default
+    done = r.out.strip().splitlines()[-1]  # the closing line says what produced the numbers
+    assert done.startswith(f"done: {m['n_images']} faces") and f"NME {m['nme_interocular']:.2%}" in done
+    assert done.endswith("detector crops (second look), flip-averaged"), done
     for name in POSES:  # the table on stdout
         assert name in r.out
     img = cv2.imread(str(worst))
@@ -102,6 +105,7 @@ def test_evaluate_reports_per_pose_metrics_false_detections_and_the_worst_faces(
     assert r.code == 0, r.err
     m = json.loads(js.read_text())
     assert m["detection_rate"] == 1.0 and "false_detections" not in m and m["flip_average"] is False
+    assert r.out.strip().splitlines()[-1].endswith("landmark crops, the model's own points")
     assert all(m["per_pose"][n]["n_images"] == PER_POSE for n in POSES)
     nme = np.array([m["per_pose"][n]["nme_interocular"] for n in POSES])
     assert np.isfinite(nme).all()

@@ -294,6 +294,19 @@ def evaluate_cmd(
             typer.echo(f"{name:<14}{p['n_asked']:>7}{p['detection_rate']:>8.1%}{p['rmse_px']:>9.2f}"
                        f"{p['failure_rate']:>8.2%}{nme if nme is not None else float('nan'):>8.4f}{interval:>18}"
                        f"{f10 if f10 is not None else float('nan'):>9.1%}")
+    typer.echo(_evaluate_summary(m))
+
+
+def _evaluate_summary(m: dict) -> str:
+    """The closing line of `train evaluate`: how many faces, the headline metrics, and what produced them."""
+    nme, f10 = m.get("nme_interocular"), m.get("failure_rate_nme10")
+    scores = f"RMSE {m['rmse_px']:.2f} px" + (f", NME {nme:.2%}, {f10:.1%} of faces over 10%" if nme is not None
+                                              else "")
+    crops = {"detector": "detector crops (second look)", "landmarks": "landmark crops",
+             "prepared": "stored crops"}[m["crop"]]
+    points = "flip-averaged" if m["flip_average"] else "the model's own points"
+    return (f"done: {m['n_images']} faces ({m['detection_rate']:.1%} found); {scores}; "
+            f"{os.path.basename(m['model'])} on {m['backend']}, {crops}, {points}")
 
 
 @train_app.command("compare")

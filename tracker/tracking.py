@@ -209,7 +209,6 @@ class Tracker:
         frame, its confidence falls below `drop_below`, or `max_misses` detection rounds in a row missed it.
         """
         p = self.params
-        height, width = frame_shape[:2]
         alive: list[Track] = []
         kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
         raw_boxes = [box_from_keypoints(k, KAGGLE15, upright=True) for k in kaggle]
@@ -236,10 +235,9 @@ class Tracker:
             track.box, track.face_box, track.crop_box = crop_box, upright, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
             track.shape = shape
-            doubted = track.misses > 0 or track.looked_closer
-            track.confidence = combine(track.shape, detector_agreement(track.det_iou, doubted))
+            track.confidence = confidence_of(track, shape)
             lost = track.misses >= p.max_misses
-            inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
+            inside = within(upright, frame_shape)
             if lost or not inside or track.confidence < p.drop_below:
                 if inside and slot.track is not None:  # it may be back at once: look there next frame
                     self.lost.append(upright)
@@ -247,7 +245,6 @@ class Tracker:
             alive.append(track)
         self.tracks = drop_duplicates(alive, p.duplicate_iou)
         return list(self.tracks)
-
 
     def boxes_from(self, kaggle: np.ndarray, raw: FaceBox | None) -> tuple[FaceBox, FaceBox] | None:
         """(upright face box, next crop box) from a face's Kaggle points and their upright box `raw`, both
@@ -264,7 +261,6 @@ class Tracker:
         box this frame (see `second_look`): their points, boxes and shape follow the second look; what `update`
         decided (ids, matches, misses, agreement with the detection) stands. A look whose points give no face
         box, a box outside the frame or a confidence `update` would drop changes nothing."""
-        height, width = frame_shape[:2]
         kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
         for slot, pts, kag in zip(slots, points, kaggle, strict=True):
             boxes = self.boxes_from(kag, box_from_keypoints(kag, KAGGLE15, upright=True))
@@ -273,10 +269,8 @@ class Tracker:
             upright, crop_box = boxes
             track = slot.track
             shape = shape_score(kag, self._judged)
-            doubted = track.misses > 0 or track.looked_closer
-            confidence = combine(shape, detector_agreement(track.det_iou, doubted))
-            inside = 0 <= upright.cx < width and 0 <= upright.cy < height and upright.size >= 8
-            if not inside or confidence < self.params.drop_below:
+            confidence = confidence_of(track, shape)
+            if not within(upright, frame_shape) or confidence < self.params.drop_below:
                 continue
             track.face_box, track.box, track.crop_box = upright, crop_box, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
@@ -304,6 +298,18 @@ def first_crop(points: np.ndarray, detection: FaceBox, kps: KeypointSet, params:
     tracker.correction.learn(raw, upright_of(detection))
     boxes = tracker.boxes_from(kaggle, raw)
     return None if boxes is None else boxes[1]
+
+
+def confidence_of(track: Track, shape: float) -> float:
+    """A track's confidence for keypoints of plausibility `shape`: times its agreement with the detector's last
+    box, lowered while the detector misses it or only a closer look found it."""
+    return combine(shape, detector_agreement(track.det_iou, track.misses > 0 or track.looked_closer))
+
+
+def within(box: FaceBox, frame_shape: tuple) -> bool:
+    """The box's centre lies in the frame and it is at least 8 px: a face the tracker can keep."""
+    height, width = frame_shape[:2]
+    return 0 <= box.cx < width and 0 <= box.cy < height and box.size >= 8
 
 
 def upright_of(box: FaceBox) -> FaceBox:

@@ -72,6 +72,12 @@ class FlipAveraged:
         return ((plain + back) / 2.0).astype(np.float32)
 
 
+def deciding(backend: Backend) -> Backend:
+    """The backend whose points the tracker decides on (who is a face, where to crop next): the one a
+    FlipAveraged wraps, else the backend itself."""
+    return backend.backend if isinstance(backend, FlipAveraged) else backend
+
+
 NO_FLIP_HINT = "; --no-flip-average runs it without flip averaging"
 
 

@@ -20,7 +20,7 @@ from engines.backend import Backend, ModelInfo
 from engines.output_files import atomic_path
 from tracker.config import DEFAULT_TRACK
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_crop
-from tracker.flip_average import FlipAveraged
+from tracker.flip_average import FlipAveraged, deciding
 from tracker.haar import HaarDetector
 from tracker.keypoints import (
     KAGGLE15,
@@ -112,8 +112,8 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
             continue
         c, m = crop_face(img, box, CROP_SIZE)
         if look is not None and crop == "detector" and not fs.precropped:
-            again = first_crop(from_crop(_placing_points(look, c), m), box, model_keypoint_set(look.info),
-                               DEFAULT_TRACK)
+            own = deciding(look).predict(c[None])[0].astype(np.float64)  # the points the tracker places by
+            again = first_crop(from_crop(own, m), box, model_keypoint_set(look.info), DEFAULT_TRACK)
             if again is not None:
                 c, m = crop_face(img, again, CROP_SIZE)
         crops.append(c)
@@ -123,14 +123,6 @@ def faces_from_set(fs: FaceSet, rows: np.ndarray, crop: str,
     return EvalFaces(np.array(crops, np.uint8).reshape(-1, CROP_SIZE, CROP_SIZE), np.array(truth).reshape(-1, k, 2),
                      len(rows), np.array(attrs, np.int8).reshape(-1, len(ATTRIBUTES)),
                      fs.attributes[np.asarray(rows, dtype=np.int64)], regions, hits)
-
-
-def _placing_points(backend: Backend, crop: np.ndarray) -> np.ndarray:
-    """The points (K, 2, crop pixels) the tracker places a face's next crop by: the crop's own (with
-    --flip-average too: the tracker decides on those, it writes the averaged ones)."""
-    if isinstance(backend, FlipAveraged):
-        return backend.predict_both(crop[None])[0][0].astype(np.float64)
-    return backend.predict(crop[None])[0].astype(np.float64)
 
 
 def faces_from_prepared(path: str, crop: str, detector: HaarDetector | None = None,
@@ -275,8 +267,8 @@ def false_detection_metrics(faces: EvalFaces, backend: Backend, kps: KeypointSet
     from tracker.verify import new_face_checks
 
     boxes = sum(len(found) for _, found in faces.region_hits)
-    decider = backend.backend if isinstance(backend, FlipAveraged) else backend  # the tracker decides on own points
-    accepted = sum(int(new_face_checks(decider, region, found, kps).sum()) for region, found in faces.region_hits)
+    accepted = sum(int(new_face_checks(deciding(backend), region, found, kps).sum())
+                   for region, found in faces.region_hits)
     per100 = 100.0 / faces.regions if faces.regions else float("nan")
     return {"regions": faces.regions, "regions_with_hits": len(faces.region_hits), "boxes": boxes,
             "boxes_per_100_regions": boxes * per100, "verified": accepted,

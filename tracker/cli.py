@@ -406,7 +406,7 @@ def bench(
         open_backends,
         speedup,
     )
-    from tracker.flip_average import FlipAveraged, flip_averaged_stages
+    from tracker.flip_average import FlipAveraged, flip_averaged, flip_averaged_stages
 
     sizes = _batch_sizes(batch)
     if refine is not None and video is None:
@@ -417,8 +417,10 @@ def bench(
     if live_sim is not None and video is None:
         raise UserError("--live-sim feeds a video to the live loop: add --video PATH")
     backends, skipped = open_backends(None if model is None else str(model), backend)
-    # a model or second stage --flip-average cannot mirror: refused before any timing
-    stage2 = flip_averaged_stages(backends[0], _stage2(refine), flip_average)[1]
+    # decided once for both stages, as `video` decides; a model or second stage --flip-average cannot mirror is
+    # refused before any timing
+    first, stage2 = flip_averaged_stages(backends[0], _stage2(refine), flip_average)
+    flipped = isinstance(first, FlipAveraged)
     if stage2 is not None:  # refuse a wrong second stage before any timing
         from tracker.cascade import stage2_zoom
 
@@ -431,12 +433,11 @@ def bench(
     if video is not None:
         track, smoothing = _settings(detect_every, True, DEFAULT_SMOOTH.min_cutoff, DEFAULT_SMOOTH.beta,
                                      DEFAULT_SMOOTH.d_cutoff)
-        engine = flip_averaged_stages(_tracking_engine(model, backend, backends), None, flip_average)[0]
+        engine = flip_averaged(_tracking_engine(model, backend, backends), flipped)
         detector = _haar(_HAAR.scale_factor, _HAAR.min_neighbors, _HAAR.min_size, _HAAR.max_side)
         results = bench_end_to_end(video, engine, detector, track, smoothing, passes, refine=stage2)
         ratio = speedup(results)
         typer.echo("")
-        flipped = isinstance(engine, FlipAveraged)
         label = engine_label(engine) + (", flip-averaged" if flipped else "")
         typer.echo(format_end_to_end(results, label, video.name))
         typer.echo(f"tracking (detector every {track.detect_every} frames) is {ratio:.1f}x faster than "

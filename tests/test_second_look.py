@@ -3,12 +3,13 @@ put the crop, on the same frame; `train evaluate --crop detector` scores that cr
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
 from tests.conftest import MTFL_SPEC
 from tracker.config import DEFAULT_SMOOTH, DEFAULT_TRACK
-from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop
+from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.haar import HaarDetector
 from tracker.keypoints import KAGGLE15
 from tracker.pipeline import Pipeline
@@ -76,9 +77,8 @@ def test_a_new_face_is_written_from_its_second_look_with_the_decisions_of_its_fi
     """A still MTFL face through the real pipeline: on the first frame the engine runs twice per face and the face
     is written from its second crop (not a detector's box); the next frame, with no detection round, runs once."""
     fs, rows = turned
-    i = int(rows[0])
-    image = np.ascontiguousarray(np.repeat(fs.load_image(i)[..., None], 3, axis=2)) if fs.load_image(i).ndim == 2 \
-        else fs.load_image(i)
+    image = fs.load_image(int(rows[0]))
+    image = cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
     pipe = Pipeline(HaarDetector(), backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     try:
         first = pipe.process(Frame(0, 0.0, image))
@@ -98,11 +98,11 @@ def test_a_new_face_is_written_from_its_second_look_with_the_decisions_of_its_fi
         pipe.close()
 
 
-def test_first_crop_is_the_crop_a_fresh_tracker_takes_next(turned, backend):
-    """`first_crop` (what evaluate scores) is what `Tracker.update` puts in a new track's next crop box."""
+def _new_track(turned, k: int, backend):
+    """The k-th turned face's grey image, its first detection, the model's points in that box, and a fresh tracker
+    that has just made them a new track: (gray, detection, points, tracker, slot, track)."""
     fs, rows = turned
-    gray = fs.load_image(int(rows[1]))
-    gray = gray if gray.ndim == 2 else gray.mean(axis=2).astype(np.uint8)
+    gray = to_gray(fs.load_image(int(rows[k])))
     det = HaarDetector().detect(gray)[0]
     c, m = crop_face(gray, det, CROP_SIZE)
     points = from_crop(backend.predict(c[None])[0].astype(np.float64), m)
@@ -110,6 +110,12 @@ def test_first_crop_is_the_crop_a_fresh_tracker_takes_next(turned, backend):
     slot = Slot(det, None, det)
     slot.face_prob = 1.0
     (track,) = tracker.update(0, [slot], points[None], gray.shape)
+    return gray, det, points, tracker, slot, track
+
+
+def test_first_crop_is_the_crop_a_fresh_tracker_takes_next(turned, backend):
+    """`first_crop` (what evaluate scores) is what `Tracker.update` puts in a new track's next crop box."""
+    gray, det, points, tracker, slot, track = _new_track(turned, 1, backend)
     box = first_crop(points, det, KAGGLE15, DEFAULT_TRACK)
     assert (box.cx, box.cy, box.size, box.angle) == pytest.approx(
         (track.box.cx, track.box.cy, track.box.size, track.box.angle))
@@ -119,16 +125,7 @@ def test_first_crop_is_the_crop_a_fresh_tracker_takes_next(turned, backend):
 def test_a_second_look_that_leaves_the_frame_changes_nothing(turned, backend):
     """`look_again` keeps the first look where the second one's box falls outside the frame (as `update` would
     drop it), and takes it where it stays inside."""
-    fs, rows = turned
-    gray = fs.load_image(int(rows[2]))
-    gray = gray if gray.ndim == 2 else gray.mean(axis=2).astype(np.uint8)
-    det = HaarDetector().detect(gray)[0]
-    c, m = crop_face(gray, det, CROP_SIZE)
-    points = from_crop(backend.predict(c[None])[0].astype(np.float64), m)
-    tracker = Tracker(DEFAULT_TRACK, KAGGLE15)
-    slot = Slot(det, None, det)
-    slot.face_prob = 1.0
-    (track,) = tracker.update(0, [slot], points[None], gray.shape)
+    gray, det, points, tracker, slot, track = _new_track(turned, 2, backend)
     before = (track.box, track.face_box, track.crop_box, track.points.copy(), track.confidence)
     (again,) = second_look([slot], [track])
     tracker.look_again([again], (points + 10 * gray.shape[1])[None], gray.shape)

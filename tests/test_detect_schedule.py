@@ -134,8 +134,8 @@ def test_tracker_with_passes_spread_over_rounds_still_finds_the_turned_faces_of_
     spread = Pipeline(detector, backend, DEFAULT_TRACK, DEFAULT_SMOOTH)
     ran: list[int] = []
     whole = spread._whole
-    spread._whole = lambda gray, kind, passes=None: (ran.append(len(passes or PASSES)) if kind == SEARCH
-                                                     else None) or whole(gray, kind, passes)
+    spread._whole = lambda gray, kind, passes=None, **kw: (ran.append(len(passes or PASSES)) if kind == SEARCH
+                                                           else None) or whole(gray, kind, passes, **kw)
     all_ids, spread_ids = _faces_per_id(every, path), _faces_per_id(spread, path)
     people = [n for n in all_ids.values() if n >= 10]
     assert len(people) >= 3  # the turning face and the people beside and behind it

@@ -150,7 +150,13 @@ def test_an_older_batch_folder_without_the_setting_counts_as_plain(video_path, t
     assert_user_error(res, "other settings (flip_average false -> true)", "--redo")
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
     assert res.code == 0 and "0 done, 1 skipped" in res.err, res.err
+    # a record from before searches looked past the tracked faces: other rows, so --redo
+    del record["track.mask_tracked"]
+    (out_dir / "batch.json").write_text(json.dumps(record))
+    res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")
+    assert_user_error(res, "other settings (track.mask_tracked false -> true)", "--redo")
     # a record from before the second look (no tracker revision): other rows for any setting, so --redo
+    record["track.mask_tracked"] = True
     del record["tracker revision"]
     (out_dir / "batch.json").write_text(json.dumps(record))
     res = run_cli("batch", video_path, "--out-dir", out_dir, "--jobs", "1", "--no-flip-average")

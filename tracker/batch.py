@@ -310,6 +310,7 @@ def flat_settings(settings: TrackSettings, videos: bool) -> dict:
 
 # what a record that does not name a setting was made with, where that is not today's default
 OLDER_RECORDS = {"flip_average": False,  # on by default since it was recorded
+                 "track.mask_tracked": False,  # searches look past the tracked faces since it was recorded
                  "tracker revision": 1}
 TRACKER_REVISION = 2  # a release whose tracker writes other rows for the same model and settings raises it
 # (2: a new face is written from its second look, and the box-bias correction starts from a prior)

@@ -34,7 +34,7 @@ from tracker.one_euro import OneEuroFilter
 from tracker.results import REFINE_STAGE, FaceResult, FrameResult
 from tracker.scene_cut import SceneCutDetector
 from tracker.sources import Frame
-from tracker.tracking import AROUND, FULL, SEARCH, Slot, Tracker, match_boxes, second_look
+from tracker.tracking import AROUND, FULL, SEARCH, Slot, Tracker, crowds, match_boxes, second_look
 from tracker.verify import FaceVerifier
 
 
@@ -72,8 +72,8 @@ class PreparedFrame:
     """A frame with what can be worked out before its turn: its grey image and whether it starts a new shot.
 
     `ahead` is a whole-frame detection started early on the look-ahead thread (pipelined files), `ahead_kind`
-    the round it ran; the frame's own turn uses it only when the schedule asks for exactly that round, so the
-    results never depend on it."""
+    the round it ran (kind, passes, the tracked faces it blanked out); the frame's own turn uses it only when the
+    schedule asks for exactly that round, so the results never depend on it."""
 
     frame: Frame
     gray: np.ndarray
@@ -81,7 +81,7 @@ class PreparedFrame:
     ms: float  # wall ms of the preparation (counted in the "detect" stage)
     cpu_ms: float  # CPU ms of the preparing thread
     ahead: Future | None = None
-    ahead_kind: tuple[str, tuple[Pass, ...] | None] | None = None
+    ahead_kind: tuple[str, tuple[Pass, ...] | None, tuple[FaceBox, ...]] | None = None
 
 
 @dataclass
@@ -137,6 +137,8 @@ class Pipeline:
         self._searches = 0  # SEARCH rounds so far: which extra detector passes the next one runs
         self._empty = 0  # whole-frame rounds in a row that left nothing tracked (tracker.cadence.idle_gap)
         self._quiet = 0  # searches in a row that found no new face while every track was confident (quiet_gap)
+        self._tracked_at_search: tuple[FaceBox, ...] = ()  # the tracked faces after the last whole-frame round
+        # (what the next search blanks out: known before the look-ahead starts it, so pipelined = sequential)
         self.detect_cpu_ms = 0.0  # CPU ms of detection rounds on the live worker or the look-ahead thread (also
         # rounds started ahead and then unused)
         # per-stage CPU time (FrameResult.cpu_ms) only when asked (bench): no clock reads per stage otherwise
@@ -191,6 +193,7 @@ class Pipeline:
             self.tracker.drop_all()
             self._generation += 1
             self._empty = self._quiet = 0
+            self._tracked_at_search = ()
         if self.async_detect:
             kind, slots = self._detect_async(gray, frame.index)
         else:
@@ -210,6 +213,8 @@ class Pipeline:
             slots = slots + again
             shown = None if shown is None else np.concatenate([shown, shown_again])
             labels = labels + labels_again
+        if kind in (FULL, SEARCH):
+            self._tracked_at_search = tuple(t.face_box for t in self.tracker.tracks)
         if upcoming and not self.async_detect:
             self._start_ahead(upcoming)
         # a track's crop box is its slot's box (the same object), which gives each track its slot's labels
@@ -248,13 +253,15 @@ class Pipeline:
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
         passes = self._next_passes(kind)
-        if prep.ahead is not None and prep.ahead_kind == (kind, passes):
+        masks = self._tracked_at_search if self._masking(kind) else ()
+        if prep.ahead is not None and prep.ahead_kind == (kind, passes, masks):
             whole = prep.ahead.result()
             self.ahead_used += 1
         else:
-            whole = self._whole(gray, kind, passes)
+            whole = self._whole(gray, kind, passes, masks=masks)
         around = self._around(gray, regions) if regions else []
-        detections = merge_boxes(whole + around)
+        near = self._near(gray, looks_near([t.face_box for t in self.tracker.tracks], masks), passes)
+        detections = merge_boxes(whole + around + near)
         slots = self.tracker.plan(frame.index, detections, judged)
         for slot in slots:  # a tracked face the detector missed: look closer before doubting it
             missed = slot.track is not None and slot.detection is None
@@ -278,10 +285,12 @@ class Pipeline:
                 continue
             if prep.ahead is None:
                 passes = self._passes(kind)
+                masks = self._tracked_at_search if self._masking(kind) else ()
                 if self._ahead is None:
                     self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead")
-                prep.ahead = self._ahead_job = self._ahead.submit(self._ahead_round, prep.gray, kind, passes)
-                prep.ahead_kind = (kind, passes)
+                prep.ahead = self._ahead_job = self._ahead.submit(self._ahead_round, prep.gray, kind, passes,
+                                                                  masks)
+                prep.ahead_kind = (kind, passes, masks)
             return
 
     def _detect_async(self, gray: np.ndarray, index: int) -> tuple[str | None, list[Slot]]:
@@ -309,7 +318,8 @@ class Pipeline:
                      if judged_now is None or t.face_id in judged_now]
             regions = self._regions(kind, gray.shape)
             passes = self._next_passes(kind)
-            future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks)
+            masks = tuple(box for _, box in looks) if self._masking(kind) else ()
+            future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks, masks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return applied, slots
 
@@ -346,11 +356,13 @@ class Pipeline:
             self._quiet += 1
 
     def _round_job(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None, regions: list[FaceBox],
-                   looks: list[tuple[int, FaceBox]]) -> tuple[list[FaceBox], set[int]]:
+                   looks: list[tuple[int, FaceBox]], masks: tuple[FaceBox, ...]) -> tuple[list[FaceBox], set[int]]:
         """A whole detection round on the worker thread, on the frame it was asked for: the boxes that are no
-        looked-at track's (new faces), and the ids of the looked-at tracks a box or a closer look found."""
+        looked-at track's (new faces), and the ids of the looked-at tracks a box or a closer look found.
+        `masks`: the tracked faces a search blanks out and looks at one by one (the tracks' boxes at its start)."""
         c = self.clock()
-        boxes = merge_boxes(self._whole(gray, kind, passes) + self._around(gray, regions))
+        boxes = merge_boxes(self._whole(gray, kind, passes, masks=masks) + self._around(gray, regions)
+                            + self._near(gray, list(masks), passes))
         # matched here, against where the tracks were on the round's own frame: by the time the round ends the
         # faces have moved on, so its boxes only start new faces and the tracks they found are confirmed
         pairs = match_boxes([box for _, box in looks], boxes, self.params.match_iou)
@@ -364,14 +376,15 @@ class Pipeline:
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return new, held
 
-    def _ahead_round(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None) -> list[FaceBox]:
+    def _ahead_round(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None,
+                     masks: tuple[FaceBox, ...]) -> list[FaceBox]:
         """`_whole` on the look-ahead thread, with its own detector (made there by the first round, so its
         loading does not hold up the tracker; a failure to load is raised where the round's frame takes it);
         its CPU counted in `detect_cpu_ms`."""
         c = self.clock()
         if self._twin is None:
             self._twin = self.detector.twin()
-        boxes = self._whole(gray, kind, passes, self._twin)
+        boxes = self._whole(gray, kind, passes, self._twin, masks)
         self.detect_cpu_ms += (self.clock() - c) * 1000.0
         return boxes
 
@@ -397,18 +410,35 @@ class Pipeline:
         return passes
 
     def _whole(self, gray: np.ndarray, kind: str, passes: tuple[Pass, ...] | None = None,
-               detector: HaarDetector | None = None) -> list[FaceBox]:
+               detector: HaarDetector | None = None, masks: tuple[FaceBox, ...] = ()) -> list[FaceBox]:
         """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
-        it only, the passes after the first for faces at least `search_extra_min` x its smallest); AROUND: none.
-        `detector`: a twin of the pipeline's (the look-ahead thread's), or None for the pipeline's own."""
+        it only, the passes after the first for faces at least `search_extra_min` x its smallest), with the
+        tracked faces `masks` blanked out (`blank_out`; boxes that crowd them dropped, as a new face there
+        would be (`tracker.tracking.crowds`): the blanked edge can fool a cascade, and `_near` looks there);
+        AROUND: none. `detector`: a twin of the pipeline's (the look-ahead thread's), or None for the
+        pipeline's own."""
         detector = self.detector if detector is None else detector
         if kind == FULL:
             return list(detector.detect(gray))
         if kind == SEARCH:
             extra = self.params.search_extra_min * self._min_face()
-            return detect_scaled(detector, gray, self.params.search_side / max(gray.shape[:2]), passes,
-                                 extra_min_size=extra if self.params.search_extra_min > 1.0 else None)
+            boxes = detect_scaled(detector, blank_out(gray, masks), self.params.search_side / max(gray.shape[:2]),
+                                  passes, extra_min_size=extra if self.params.search_extra_min > 1.0 else None)
+            return [b for b in boxes if not crowds(b, list(masks), self.params.new_face_gap)]
         return []
+
+    def _masking(self, kind: str) -> bool:
+        """Whether a round of this kind blanks out the tracked faces (SEARCH rounds, `TrackParams.mask_tracked`)."""
+        return kind == SEARCH and self.params.mask_tracked
+
+    def _near(self, gray: np.ndarray, boxes: list[FaceBox], passes: tuple[Pass, ...] | None) -> list[FaceBox]:
+        """A search round's look at each tracked face it blanked out, on the region around each box, for faces of
+        about its size, the box at `look_size` pixels: the boxes of the first of the round's `passes` (None:
+        all the detector's) that finds one there, in trust order (mostly the frontal pass, as in the whole
+        frame, where the frontal pass's boxes win; a turned face takes one pass or a few more)."""
+        passes = self.detector.passes if passes is None else passes
+        return [f for box in boxes
+                for f in self.verifier.faces_near(gray, box, passes, work_size=self.params.look_size)]
 
     def _regions(self, kind: str, shape: tuple) -> list[FaceBox]:
         """The boxes to look around at full detail: in AROUND rounds the doubtful tracks' and the lost ones;
@@ -547,6 +577,30 @@ def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, 
         return []
     boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale, min_size=min_size)
     return [FaceBox(b.cx + x0, b.cy + y0, b.size, b.angle) for b in boxes]
+
+
+def blank_out(gray: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
+    """The grey image with each box's upright extent filled with its own mean grey (a copy; the image itself
+    when there are no boxes): the cascades reject flat windows at their first stage, so a search spends
+    nothing on faces already tracked."""
+    if not boxes:
+        return gray
+    out = gray.copy()
+    for box in boxes:
+        x, y, w, h = box.to_xywh()
+        x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
+        x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
+        if x1 > x0 and y1 > y0:
+            out[y0:y1, x0:x1] = int(round(float(gray[y0:y1, x0:x1].mean())))
+    return out
+
+
+def looks_near(tracked: list[FaceBox], masks: Sequence[FaceBox]) -> list[FaceBox]:
+    """Where a search that blanked out `masks` (the tracked faces at the last whole-frame round) looks at
+    faces one by one: each tracked face now overlapping a mask (where it is now), and each mask no tracked face
+    overlaps any more (where one was: it may still be there, or another)."""
+    near = [b for b in tracked if any(b.iou(m) > 0.0 for m in masks)]
+    return near + [m for m in masks if all(m.iou(b) <= 0.0 for b in tracked)]
 
 
 def merge_boxes(boxes: list[FaceBox], max_iou: float = 0.5) -> list[FaceBox]:

@@ -6,6 +6,7 @@ the keypoints the model puts in its crop and the face check of that crop (`track
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 
 import cv2
 import numpy as np
@@ -15,14 +16,15 @@ from tracker.confidence import shape_score
 from tracker.config import DEFAULT_TRACK, TrackParams
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.face_check import FaceCheck
-from tracker.haar import HaarDetector, HaarParams, cascade_path
+from tracker.haar import HaarDetector, HaarParams, Pass, cascade_path
 from tracker.keypoints import KAGGLE15, KeypointSet, derivable, map_keypoints
 from tracker.tracking import accepts_new_face
 
 
 class FaceVerifier:
-    """`holds_face(gray, box)`: is there a face of about the box's size around the box? Runs each cascade of
-    `detector` (profile ones also mirrored) on the region alone, at `min_neighbors`."""
+    """Looks for a face of about a tracked box's size around the box, on the region alone: `holds_face` (every
+    cascade of `detector`, profile ones also mirrored, at the looser `min_neighbors`: is it still there?) and
+    `faces_near` (the boxes themselves; the search rounds' look at each tracked face, `tracker.pipeline`)."""
 
     def __init__(self, detector: HaarDetector | None = None, min_neighbors: int = 3, margin: float = 1.6,
                  work_size: int = 96) -> None:
@@ -32,23 +34,38 @@ class FaceVerifier:
         self.work_size = work_size  # the box is searched at about this many pixels per side
 
     def holds_face(self, gray: np.ndarray, box: FaceBox) -> bool:
+        return any(self._found(gray, box, None, self.min_neighbors, self.work_size))
+
+    def faces_near(self, gray: np.ndarray, box: FaceBox, passes: tuple[Pass, ...] | None = None,
+                   min_neighbors: int | None = None, work_size: int | None = None) -> list[FaceBox]:
+        """Faces 0.5-1.6x the box's size in the region `margin` box sides wide around it, in frame pixels: the
+        boxes of the first of the detector's `passes` that finds any (in trust order; None: every cascade
+        upright, profile ones also mirrored), at `min_neighbors` (None: the detector's own), with the box
+        searched at `work_size` pixels (None: this verifier's)."""
+        return next((found for found in self._found(gray, box, passes, min_neighbors, work_size or self.work_size)
+                     if found), [])
+
+    def _found(self, gray: np.ndarray, box: FaceBox, passes: tuple[Pass, ...] | None, min_neighbors: int | None,
+               work_size: int) -> Iterator[list[FaceBox]]:
+        """Each pass's boxes in turn (lazily: `holds_face` stops at the first face)."""
         x, y, w, h = box.scaled(self.margin).to_xywh()
         x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
         x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
         if x1 - x0 < 16 or y1 - y0 < 16:
-            return False
-        k = min(1.0, self.work_size / box.size)
+            return
+        k = min(1.0, work_size / box.size)
         roi = gray[y0:y1, x0:x1]
         if k < 1.0:
             roi = cv2.resize(roi, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
         side = box.size * k
         lo, hi = max(12, int(side * 0.5)), max(13, int(side * 1.6))
-        for name, cascade in self.detector.cascades:
-            for mirror in (False, True) if "profile" in cascade_path(name) else (False,):
-                if self.detector.search(roi, cascade, mirror=mirror, min_side=lo, max_side=hi,
-                                        min_neighbors=self.min_neighbors):
-                    return True
-        return False
+        if passes is None:
+            passes = tuple(Pass(c, mirror) for c, (name, _) in enumerate(self.detector.cascades)
+                           for mirror in ((False, True) if "profile" in cascade_path(name) else (False,)))
+        for ps in passes:
+            found = self.detector.search(roi, self.detector.cascades[ps.cascade][1], mirror=ps.mirror,
+                                         angle=ps.angle, min_side=lo, max_side=hi, min_neighbors=min_neighbors, scale=k)
+            yield [FaceBox(b.cx + x0, b.cy + y0, b.size, b.angle) for b in found]
 
 
 def new_face_checks(backend: Backend, image: np.ndarray, boxes: list[FaceBox], kps: KeypointSet,

@@ -1,0 +1,111 @@
+"""Search rounds that look past the tracked faces (TrackParams.mask_tracked): the tracked faces are blanked out
+of the whole-frame search (tracker.pipeline.blank_out) and looked at one by one (FaceVerifier.faces_near), so
+the cascades skip their costliest windows while new faces are found as before. Pure geometry, then real faces."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from engines.select import load_backend
+from tracker.config import DEFAULT_SMOOTH, TrackParams
+from tracker.crop import FaceBox, to_gray
+from tracker.haar import HaarDetector
+from tracker.pipeline import Pipeline, blank_out, looks_near
+from tracker.sources import VideoSource
+from tracker.tracking import SEARCH, crowds
+from tracker.verify import FaceVerifier
+
+
+def test_blank_out_fills_each_box_with_its_mean_and_leaves_the_rest():
+    rng = np.random.default_rng(0)
+    gray = rng.integers(0, 256, (60, 80), dtype=np.uint8)
+    assert blank_out(gray, []) is gray
+    before = gray.copy()
+    box = FaceBox(20.0, 30.0, 10.0)  # upright extent x 15..25, y 25..35
+    out = blank_out(gray, [box, FaceBox(78.0, 2.0, 10.0)])  # the second one reaches over the corner
+    assert out is not gray and np.array_equal(gray, before)  # a copy: the frame itself is never changed
+    inside = out[25:35, 15:25]
+    assert (inside == round(float(gray[25:35, 15:25].mean()))).all()
+    assert (out[0:7, 73:80] == round(float(gray[0:7, 73:80].mean()))).all()
+    untouched = np.ones(gray.shape, bool)
+    untouched[25:35, 15:25] = untouched[0:7, 73:80] = False
+    assert np.array_equal(out[untouched], gray[untouched])
+    turned = blank_out(gray, [FaceBox(40.0, 30.0, 10.0, 45.0)])  # a turned box: its upright extent, 14.1 wide
+    assert (turned[24:37, 34:47] == turned[30, 40]).all()
+
+
+def test_where_a_masked_search_looks_one_by_one():
+    mask_a, mask_b = FaceBox(50.0, 50.0, 40.0), FaceBox(200.0, 50.0, 40.0)
+    moved = FaceBox(60.0, 55.0, 42.0)  # the face of mask_a, moved on since the last whole-frame round
+    born = FaceBox(400.0, 50.0, 40.0)  # a face tracked since (not blanked out: the search sees it)
+    # the tracked face where it is now, and the mask no tracked face overlaps any more (where one was)
+    assert looks_near([moved, born], [mask_a, mask_b]) == [moved, mask_b]
+    assert looks_near([moved], []) == []
+
+
+@pytest.fixture(scope="module")
+def two_faces(shared_data) -> tuple[np.ndarray, FaceBox, FaceBox]:
+    """Gates | Trump side by side (frame 20 of each shared clip) and the combined detector's box of each."""
+    frames = []
+    for name in ("0492_03_009_bill_gates.avi", "0553_01_006_donald_trump.avi"):
+        with VideoSource(shared_data / "videos" / name) as src:
+            frames.append(cv2.resize(next(f for f in src if f.index == 20).image, (320, 240)))
+    gray = to_gray(np.hstack(frames))
+    boxes = HaarDetector().detect(gray)
+    left = [b for b in boxes if b.cx < 320]
+    right = [b for b in boxes if b.cx >= 320]
+    assert left and right
+    return gray, left[0], right[0]
+
+
+def test_a_search_past_a_tracked_face_still_finds_the_other_and_the_look_near_finds_the_tracked_one(two_faces):
+    gray, gates, trump = two_faces
+    detector = HaarDetector()
+    passes = detector.passes[:1]
+    found = detector.detect(blank_out(gray, [gates]), passes)
+    assert not [b for b in found if crowds(b, [gates], 0.9)]  # nothing left to find where Gates was
+    assert max(b.iou(trump) for b in found) > 0.6  # Trump is found as before
+    near = FaceVerifier(detector).faces_near(gray, gates, passes, work_size=48)
+    assert near and max(b.iou(gates) for b in near) > 0.6  # Gates, found on his own at about his size
+    assert not FaceVerifier(detector).faces_near(blank_out(gray, [gates.scaled(1.6)]), gates, passes, work_size=48)
+
+
+@pytest.fixture(scope="module")
+def backend(model_path):
+    return load_backend(model_path, "onnxruntime")
+
+
+def _run(pipeline: Pipeline, path) -> tuple[dict[int, int], list[tuple]]:
+    """({face id: frames written with success}, the masks of each search round) over the video."""
+    frames: dict[int, int] = {}
+    searches: list[tuple] = []
+    whole = pipeline._whole
+
+    def spy(gray, kind, passes=None, detector=None, masks=()):
+        if kind == SEARCH:
+            searches.append(masks)
+        return whole(gray, kind, passes, detector, masks)
+
+    pipeline._whole = spy
+    with VideoSource(path) as src:
+        for frame in src:
+            for f in pipeline.process(frame).faces:
+                frames[f.face_id] = frames.get(f.face_id, 0) + int(f.success)
+    return frames, searches
+
+
+def test_searches_past_the_tracked_faces_find_the_same_people_in_a_shared_video(shared_data, backend):
+    """orlando_bloom: a turning face and smaller ones beside and behind it that come into view mid-shot. Searches
+    that blank out the tracked faces find the same people, in about as many frames, as searches of the whole
+    frame, and every search blanked out the tracked faces."""
+    path = shared_data / "videos" / "orlando_bloom.avi"
+    plain, plain_masks = _run(Pipeline(HaarDetector(), backend, TrackParams(mask_tracked=False), DEFAULT_SMOOTH),
+                              path)
+    masked, masked_masks = _run(Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH), path)
+    assert not any(plain_masks) and masked_masks and all(masked_masks)
+    people = sorted(n for n in plain.values() if n >= 10)
+    assert len(people) >= 3
+    assert sorted(n for n in masked.values() if n >= 10) == pytest.approx(people, abs=10)
+    assert sum(masked.values()) >= 0.95 * sum(plain.values())

@@ -18,6 +18,11 @@ from tracker.tracking import SEARCH, crowds
 from tracker.verify import FaceVerifier
 
 
+@pytest.fixture(scope="module")
+def backend(model_path):
+    return load_backend(model_path, "onnxruntime")
+
+
 def test_blank_out_fills_each_box_with_its_mean_and_leaves_the_rest():
     rng = np.random.default_rng(0)
     gray = rng.integers(0, 256, (60, 80), dtype=np.uint8)
@@ -33,7 +38,11 @@ def test_blank_out_fills_each_box_with_its_mean_and_leaves_the_rest():
     untouched[25:35, 15:25] = untouched[0:7, 73:80] = False
     assert np.array_equal(out[untouched], gray[untouched])
     turned = blank_out(gray, [FaceBox(40.0, 30.0, 10.0, 45.0)])  # a turned box: its upright extent, 14.1 wide
-    assert (turned[24:37, 34:47] == turned[30, 40]).all()
+    extent = (slice(22, 38), slice(32, 48))  # x 32.9..47.1, y 22.9..37.1: whole pixels 32..47, 22..37
+    assert (turned[extent] == round(float(gray[extent].mean()))).all()
+    changed = turned != gray
+    changed[extent] = False
+    assert not changed.any()
 
 
 def test_where_a_masked_search_looks_one_by_one():
@@ -60,40 +69,51 @@ def two_faces(shared_data) -> tuple[np.ndarray, FaceBox, FaceBox]:
     return gray, left[0], right[0]
 
 
-def test_a_search_past_a_tracked_face_still_finds_the_other_and_the_look_near_finds_the_tracked_one(two_faces):
+def test_a_search_past_a_tracked_face_still_finds_the_other_and_the_look_near_finds_the_tracked_one(
+        two_faces, backend):
     gray, gates, trump = two_faces
-    detector = HaarDetector()
-    passes = detector.passes[:1]
-    found = detector.detect(blank_out(gray, [gates]), passes)
-    assert not [b for b in found if crowds(b, [gates], 0.9)]  # nothing left to find where Gates was
-    assert max(b.iou(trump) for b in found) > 0.6  # Trump is found as before
-    near = FaceVerifier(detector).faces_near(gray, gates, passes, work_size=48)
+    pipeline = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+    passes = pipeline.detector.passes[:4]  # a search round's: the frontal pass and three others
+    plain = pipeline._whole(gray, SEARCH, passes)
+    assert [b for b in plain if crowds(b, [gates], 0.9)]  # the search of the whole frame finds Gates ...
+    found = pipeline._whole(gray, SEARCH, passes, masks=(gates,))
+    assert not [b for b in found if crowds(b, [gates], 0.9)]  # ... the one past him finds nothing there
+    assert max(b.iou(trump) for b in found) > 0.6  # and Trump as before
+    near = pipeline._near(gray, [gates], passes)
     assert near and max(b.iou(gates) for b in near) > 0.6  # Gates, found on his own at about his size
-    assert not FaceVerifier(detector).faces_near(blank_out(gray, [gates.scaled(1.6)]), gates, passes, work_size=48)
+    verifier = FaceVerifier(pipeline.detector)
+    assert not verifier.faces_near(blank_out(gray, [gates.scaled(1.6)]), gates, passes, work_size=48)
 
 
-@pytest.fixture(scope="module")
-def backend(model_path):
-    return load_backend(model_path, "onnxruntime")
-
-
-def _run(pipeline: Pipeline, path) -> tuple[dict[int, int], list[tuple]]:
-    """({face id: frames written with success}, the masks of each search round) over the video."""
+def _run(pipeline: Pipeline, path) -> tuple[dict[int, int], list[tuple], int]:
+    """({face id: frames written with success}, the masks of each search round, how many tracked faces the
+    search rounds found (matched to a detection, not only kept by the closer look)) over the video."""
     frames: dict[int, int] = {}
     searches: list[tuple] = []
-    whole = pipeline._whole
+    matched = 0
+    whole, plan = pipeline._whole, pipeline.tracker.plan
+    tracked: set = set()  # every tracked face's box after a frame
 
     def spy(gray, kind, passes=None, detector=None, masks=()):
         if kind == SEARCH:
+            assert all(m in tracked for m in masks)  # what a search blanks out are tracked faces (as they were)
             searches.append(masks)
         return whole(gray, kind, passes, detector, masks)
 
-    pipeline._whole = spy
+    def plan_spy(index, detections, judged=None):
+        nonlocal matched
+        slots = plan(index, detections, judged)
+        if detections is not None and judged is None and index != 0:
+            matched += sum(s.track is not None and s.detection is not None for s in slots)
+        return slots
+
+    pipeline._whole, pipeline.tracker.plan = spy, plan_spy
     with VideoSource(path) as src:
         for frame in src:
             for f in pipeline.process(frame).faces:
                 frames[f.face_id] = frames.get(f.face_id, 0) + int(f.success)
-    return frames, searches
+            tracked.update(t.face_box for t in pipeline.tracker.tracks)
+    return frames, searches, matched
 
 
 def test_searches_past_the_tracked_faces_find_the_same_people_in_a_shared_video(shared_data, backend):
@@ -101,10 +121,14 @@ def test_searches_past_the_tracked_faces_find_the_same_people_in_a_shared_video(
     that blank out the tracked faces find the same people, in about as many frames, as searches of the whole
     frame, and every search blanked out the tracked faces."""
     path = shared_data / "videos" / "orlando_bloom.avi"
-    plain, plain_masks = _run(Pipeline(HaarDetector(), backend, TrackParams(mask_tracked=False), DEFAULT_SMOOTH),
-                              path)
-    masked, masked_masks = _run(Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH), path)
+    plain, plain_masks, plain_matched = _run(
+        Pipeline(HaarDetector(), backend, TrackParams(mask_tracked=False), DEFAULT_SMOOTH), path)
+    masked, masked_masks, masked_matched = _run(Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH),
+                                                path)
     assert not any(plain_masks) and masked_masks and all(masked_masks)
+    # the tracked faces are found by the look at each (blanked out of the search, they would be kept only by
+    # the closer look otherwise), about as often as the whole-frame search found them
+    assert plain_matched >= 5 and masked_matched >= 0.9 * plain_matched
     people = sorted(n for n in plain.values() if n >= 10)
     assert len(people) >= 3
     assert sorted(n for n in masked.values() if n >= 10) == pytest.approx(people, abs=10)

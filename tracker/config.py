@@ -45,8 +45,9 @@ class TrackParams:
     # up to this factor (1: never; tracker.cadence.quiet_gap)
     search_extra_min: float = 1.4  # a search round's passes after the frontal one look only for faces at least
     # this many times the detector's smallest (--min-face); first frames, cuts and looks around faces: every size
-    mask_tracked: bool = True  # a search round blanks out the faces tracked at the last whole-frame round (the
-    # cascades then skip their costliest windows) and looks at each of them on its own instead, for a face of
+    mask_tracked: bool = True  # a search round blanks out the tracked faces (files: their boxes after the last
+    # whole-frame round, so a round started ahead is the same; live view: the boxes when the round starts), so
+    # the cascades skip their costliest windows, and looks at each of them on its own instead, for a face of
     # about its size, with the face at look_size pixels (tracker.pipeline.Pipeline._near)
     look_size: int = 48
     around_min: float = 0.6  # a look around a doubtful or lost face searches only for faces at least this share

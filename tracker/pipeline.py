@@ -260,8 +260,9 @@ class Pipeline:
         else:
             whole = self._whole(gray, kind, passes, masks=masks)
         around = self._around(gray, regions) if regions else []
-        near = self._near(gray, looks_near([t.face_box for t in self.tracker.tracks], masks), passes)
-        detections = merge_boxes(whole + around + near)
+        near = [b for b in looks_near([t.face_box for t in self.tracker.tracks], masks)
+                if all(b is not r for r in regions)]  # (a track too small for the search: looked around already)
+        detections = merge_boxes(whole + around + self._near(gray, near, passes))
         slots = self.tracker.plan(frame.index, detections, judged)
         for slot in slots:  # a tracked face the detector missed: look closer before doubting it
             missed = slot.track is not None and slot.detection is None
@@ -413,8 +414,9 @@ class Pipeline:
                detector: HaarDetector | None = None, masks: tuple[FaceBox, ...] = ()) -> list[FaceBox]:
         """FULL: the detector on the whole frame; SEARCH: on the frame shrunk to `search_side` (`passes` of
         it only, the passes after the first for faces at least `search_extra_min` x its smallest), with the
-        tracked faces `masks` blanked out (`blank_out`; boxes that crowd them dropped, as a new face there
-        would be (`tracker.tracking.crowds`): the blanked edge can fool a cascade, and `_near` looks there);
+        tracked faces `masks` blanked out (`blank_out`) and the boxes that crowd a blanked face dropped
+        (`tracker.tracking.crowds` with `new_face_gap`, against the masks' own places: a blanked square's edge
+        can fool a cascade, and `_near` looks there);
         AROUND: none. `detector`: a twin of the pipeline's (the look-ahead thread's), or None for the
         pipeline's own."""
         detector = self.detector if detector is None else detector

@@ -34,14 +34,15 @@ class FaceVerifier:
         self.work_size = work_size  # the box is searched at about this many pixels per side
 
     def holds_face(self, gray: np.ndarray, box: FaceBox) -> bool:
+        """Whether any cascade finds a face 0.5-1.6x the box's size around it (see `faces_near`)."""
         return any(self._found(gray, box, None, self.min_neighbors, self.work_size))
 
     def faces_near(self, gray: np.ndarray, box: FaceBox, passes: tuple[Pass, ...] | None = None,
                    min_neighbors: int | None = None, work_size: int | None = None) -> list[FaceBox]:
-        """Faces 0.5-1.6x the box's size in the region `margin` box sides wide around it, in frame pixels: the
-        boxes of the first of the detector's `passes` that finds any (in trust order; None: every cascade
-        upright, profile ones also mirrored), at `min_neighbors` (None: the detector's own), with the box
-        searched at `work_size` pixels (None: this verifier's)."""
+        """Faces 0.5-1.6x the box's size (at least 12 px at the working scale) in the region `margin` box sides
+        wide around it, in frame pixels: the boxes of the first of the detector's `passes` that finds any (in
+        trust order; None: every cascade upright, profile ones also mirrored), at `min_neighbors` (None: the
+        detector's own), with the box searched at `work_size` pixels (None: this verifier's)."""
         return next((found for found in self._found(gray, box, passes, min_neighbors, work_size or self.work_size)
                      if found), [])
 

@@ -133,3 +133,47 @@ def test_searches_past_the_tracked_faces_find_the_same_people_in_a_shared_video(
     assert len(people) >= 3
     assert sorted(n for n in masked.values() if n >= 10) == pytest.approx(people, abs=10)
     assert sum(masked.values()) >= 0.95 * sum(plain.values())
+
+
+def _beside(big: np.ndarray, small: np.ndarray, scale: float, spacing: float) -> tuple[np.ndarray, FaceBox, FaceBox]:
+    """A 640x480 grey canvas with `big`'s face at (300, 240) and `small`'s face, scaled to `scale` x the big
+    one's side, to its right at `spacing` x the closest spacing a new face may have beside a tracked one
+    (`crowds` at the default new_face_gap 0.9): (canvas, the big face's box, the small face's box)."""
+    detector = HaarDetector()
+    b, s = detector.detect(big)[0], detector.detect(small)[0]
+    canvas = np.zeros((480, 640), np.uint8)
+    ox, oy = 300 - round(b.cx), 240 - round(b.cy)
+    canvas[oy:oy + big.shape[0], ox:ox + big.shape[1]] = big
+    k = scale * b.size / s.size
+    small = cv2.resize(small, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
+    side = s.size * k
+    cx = 300 + spacing * 0.9 * (side + b.size) / 2.0
+    r = round(side)  # the small face's box at twice its side, pasted centred there
+    x0, y0 = round(s.cx * k) - r, round(s.cy * k) - r
+    patch = small[max(0, y0):y0 + 2 * r, max(0, x0):x0 + 2 * r]
+    px, py = round(cx) - r + max(0, -x0), 240 - r + max(0, -y0)
+    canvas[py:py + patch.shape[0], px:px + patch.shape[1]] = patch
+    return canvas, FaceBox(300.0 + b.cx - round(b.cx), 240.0 + b.cy - round(b.cy), b.size), FaceBox(cx, 240.0, side)
+
+
+def test_a_smaller_face_right_beside_a_tracked_one_is_found_past_it_as_in_the_whole_frame(shared_data, backend):
+    """Two faces as close as the tracker lets a new face be to a tracked one (and 10% further): blanking the
+    tracked face out does not hide the new one from the search, at half and three quarters of its size."""
+    faces = []
+    for name in ("0492_03_009_bill_gates.avi", "0553_01_006_donald_trump.avi"):
+        with VideoSource(shared_data / "videos" / name) as src:
+            faces.append([to_gray(f.image) for f in src if f.index in (40, 100, 160)])
+    pipeline = Pipeline(HaarDetector(), backend, TrackParams(), DEFAULT_SMOOTH)
+    passes = pipeline.detector.passes[:4]
+    cases = []  # (the whole-frame search, the search past the tracked face) would start the new face
+    for big, small in zip(*faces, strict=True):
+        for scale in (0.5, 0.75):
+            for spacing in (1.0, 1.1):
+                canvas, tracked, new = _beside(big, small, scale, spacing)
+                cases.append(tuple(
+                    # a box on the new face that does not crowd the tracked one: what a new face starts from
+                    any(b.iou(new) > 0.4 and not crowds(b, [tracked], 0.9)
+                        for b in pipeline._whole(canvas, SEARCH, passes, masks=masks))
+                    for masks in ((), (tracked,))))
+    assert sum(whole for whole, _ in cases) >= 6  # of 12: at the closest spacing the boxes often crowd
+    assert all(past for whole, past in cases if whole)  # every one the whole frame gives, the masked search too

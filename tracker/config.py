@@ -49,7 +49,7 @@ class TrackParams:
     # whole-frame round, so a round started ahead is the same; live view: the boxes when the round starts), so
     # the cascades skip their costliest windows, and looks at each of them on its own instead, for a face of
     # about its size, with the face at look_size pixels (tracker.pipeline.Pipeline._near)
-    look_size: int = 48
+    look_size: int = 48  # the tracked face's side in pixels where a search looks at it on its own
     around_min: float = 0.6  # a look around a doubtful or lost face searches only for faces at least this share
     # of its size (0: every size the detector finds)
 

@@ -132,3 +132,28 @@ def test_a_second_look_that_leaves_the_frame_changes_nothing(turned, backend):
     assert (track.box, track.face_box, track.crop_box) == before[:3] and np.array_equal(track.points, before[3])
     tracker.look_again([again], (points + 1.0)[None], gray.shape)
     assert track.crop_box is again.box and np.allclose(track.points, points + 1.0)
+
+
+def test_a_second_look_onto_an_older_tracks_face_drops_the_newer_track(turned, backend):
+    """Two faces start on one frame (the second one's detection 200 px to the right); where the second's second
+    look puts its points onto the first face, the two tracks cover one face: the newer one is dropped, as
+    `update` drops duplicates, and the tracks `look_again` returns are the tracker's."""
+    gray, det, points, _, _, _ = _new_track(turned, 1, backend)
+    shape = (gray.shape[0] + 400, gray.shape[1] + 400)  # room for the second face
+    tracker = Tracker(DEFAULT_TRACK, KAGGLE15)
+    right = FaceBox(det.cx + 200.0, det.cy, det.size)
+    slots = [Slot(det, None, det), Slot(right, None, right)]
+    for s in slots:
+        s.face_prob = 1.0
+    first, second = tracker.update(0, slots, np.stack([points, points + [200.0, 0.0]]), shape)
+    assert (first.face_id, second.face_id) == (1, 2)
+    again = second_look(slots, [first, second])
+    assert [s.track for s in again] == [first, second]
+    # the first face's look stays where it is; the second's lands on the first face
+    live = tracker.look_again(again, np.stack([points, points + 1.0]), shape)
+    assert live == tracker.tracks == [first]
+    # a second look that keeps the faces apart keeps both
+    tracker = Tracker(DEFAULT_TRACK, KAGGLE15)
+    first, second = tracker.update(0, slots, np.stack([points, points + [200.0, 0.0]]), shape)
+    assert tracker.look_again(second_look(slots, [first, second]), np.stack([points, points + [201.0, 0.0]]),
+                              shape) == [first, second]

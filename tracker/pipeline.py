@@ -209,7 +209,7 @@ class Pipeline:
         if again:  # the faces cropped from a detector's box: once more, where their points put the crop
             t = _lap(self.clock, timings, cpu, "post", t)
             points, shown_again, labels_again, t = self._look(gray, again, timings, cpu, t)
-            self.tracker.look_again(again, points, gray.shape)
+            tracks = self.tracker.look_again(again, points, gray.shape)
             slots = slots + again
             shown = None if shown is None else np.concatenate([shown, shown_again])
             labels = labels + labels_again

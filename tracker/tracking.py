@@ -256,11 +256,12 @@ class Tracker:
         rolled = replace(rolled, angle=rolled.angle * p.roll_gain)
         return self.correction.apply(raw), self.correction.apply(rolled)
 
-    def look_again(self, slots: list[Slot], points: np.ndarray, frame_shape: tuple) -> None:
+    def look_again(self, slots: list[Slot], points: np.ndarray, frame_shape: tuple) -> list[Track]:
         """Take the keypoints (N, K, 2, frame pixels) of a second look at tracks cropped from the detector's own
         box this frame (see `second_look`): their points, boxes and shape follow the second look; what `update`
         decided (ids, matches, misses, agreement with the detection) stands. A look whose points give no face
-        box, a box outside the frame or a confidence `update` would drop changes nothing."""
+        box, a box outside the frame or a confidence `update` would drop changes nothing. Returns the live
+        tracks: one the second look put on an older track's face is dropped, as `update` drops duplicates."""
         kaggle = self.kaggle_points(np.asarray(points, dtype=np.float64))
         for slot, pts, kag in zip(slots, points, kaggle, strict=True):
             boxes = self.boxes_from(kag, box_from_keypoints(kag, KAGGLE15, upright=True))
@@ -275,6 +276,8 @@ class Tracker:
             track.face_box, track.box, track.crop_box = upright, crop_box, slot.box
             track.points = np.asarray(pts, dtype=np.float64)
             track.shape, track.confidence = shape, confidence
+        self.tracks = drop_duplicates(self.tracks, self.params.duplicate_iou)
+        return list(self.tracks)
 
 
 def second_look(slots: list[Slot], tracks: list[Track]) -> list[Slot]:

@@ -89,7 +89,8 @@ DEFAULT_SMOOTH = SmoothParams()
 DEFAULT_CAMERA = CameraParams()
 DEFAULT_OVERLAY = OverlayParams()
 BENCH_BATCHES = "1,8,64,256"
-# ONNX Runtime threads of the tracker's engine (video, live, batch workers, bench end to end): a frame's batch is
+# ONNX Runtime threads of the tracker's engine (video, live, batch workers, bench end to end; `video --sequential`
+# uses every core, having no other thread beside it): a frame's batch is
 # a few faces, too small to split across cores with profit, and the other core decodes and runs the detection
 # rounds (pipelined files, live worker). Measured against one thread per core on the shared clips and the
 # multi-face clip: 2-3% less CPU per frame, the same rows (README "Speed against MediaPipe FaceMesh").

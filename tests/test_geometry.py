@@ -138,3 +138,14 @@ def test_whole_image_box_crops_a_96_image_pixel_for_pixel():
     crop, m = crop_face(img, FaceBox.whole_image(img.shape), 96)
     np.testing.assert_allclose(m, [[1, 0, 0], [0, 1, 0]], atol=1e-12)
     assert (crop == img).all()
+
+
+def test_pixel_extent_is_the_whole_pixels_of_the_bounding_rectangle_clipped_to_the_image():
+    box = FaceBox(20.0, 30.0, 10.0)  # x 15..25, y 25..35
+    assert box.pixel_extent((60, 80)) == (15, 25, 25, 35)
+    assert box.pixel_extent((60, 80), margin=2) == (13, 23, 27, 37)
+    assert FaceBox(20.3, 30.6, 10.0).pixel_extent((60, 80)) == (15, 25, 26, 36)  # partial pixels count whole
+    assert FaceBox(78.0, 2.0, 10.0).pixel_extent((60, 80)) == (73, 0, 80, 7)  # clipped at the corner
+    x0, y0, x1, y1 = FaceBox(200.0, 30.0, 10.0).pixel_extent((60, 80))  # outside: empty
+    assert x1 <= x0
+    assert FaceBox(40.0, 30.0, 10.0, 45.0).pixel_extent((60, 80)) == (32, 22, 48, 38)  # a turned box's extent

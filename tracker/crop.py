@@ -43,6 +43,13 @@ class FaceBox:
         x1, y1 = c.max(axis=0)
         return float(x0), float(y0), float(x1 - x0), float(y1 - y0)
 
+    def pixel_extent(self, shape: tuple[int, ...], margin: int = 0) -> tuple[int, int, int, int]:
+        """(x0, y0, x1, y1): the whole pixels of `to_xywh`'s rectangle, `margin` more each side, clipped to an
+        image of `shape` (x1, y1 exclusive; empty when x1 <= x0 or y1 <= y0)."""
+        x, y, w, h = self.to_xywh()
+        return (max(int(math.floor(x)) - margin, 0), max(int(math.floor(y)) - margin, 0),
+                min(int(math.ceil(x + w)) + margin, shape[1]), min(int(math.ceil(y + h)) + margin, shape[0]))
+
     def corners(self) -> np.ndarray:
         """The four corners (4, 2) in frame pixels: top-left, top-right, bottom-right, bottom-left."""
         h = self.size / 2.0
@@ -124,10 +131,7 @@ def crop_face(image: np.ndarray, box: FaceBox, size: int = CROP_SIZE) -> tuple[n
     k = size / box.size
     warp_m, src = m, gray
     if k < 0.5:
-        x, y, w, h = box.to_xywh()
-        x0, y0 = max(int(math.floor(x)) - 2, 0), max(int(math.floor(y)) - 2, 0)
-        x1 = min(int(math.ceil(x + w)) + 2, gray.shape[1])
-        y1 = min(int(math.ceil(y + h)) + 2, gray.shape[0])
+        x0, y0, x1, y1 = box.pixel_extent(gray.shape, margin=2)
         if x1 - x0 >= 2 and y1 - y0 >= 2:
             sw, sh = max(1, round((x1 - x0) * k)), max(1, round((y1 - y0) * k))
             src = cv2.resize(gray[y0:y1, x0:x1], (sw, sh), interpolation=cv2.INTER_AREA)

@@ -7,7 +7,6 @@ second-stage batch), track update with confidence, One Euro smoothing; timed per
 
 from __future__ import annotations
 
-import math
 import os
 import sys
 import threading
@@ -253,7 +252,7 @@ class Pipeline:
         judged = None if kind != AROUND else {t.face_id for t in self.tracker.doubtful()}
         regions = self._regions(kind, gray.shape)
         passes = self._next_passes(kind)
-        masks = self._tracked_at_search if self._masking(kind) else ()
+        masks = self._masks(kind, self._tracked_at_search)
         if prep.ahead is not None and prep.ahead_kind == (kind, passes, masks):
             whole = prep.ahead.result()
             self.ahead_used += 1
@@ -286,7 +285,7 @@ class Pipeline:
                 continue
             if prep.ahead is None:
                 passes = self._passes(kind)
-                masks = self._tracked_at_search if self._masking(kind) else ()
+                masks = self._masks(kind, self._tracked_at_search)
                 if self._ahead is None:
                     self._ahead = ThreadPoolExecutor(1, thread_name_prefix="fkd-detect-ahead")
                 prep.ahead = self._ahead_job = self._ahead.submit(self._ahead_round, prep.gray, kind, passes,
@@ -319,7 +318,7 @@ class Pipeline:
                      if judged_now is None or t.face_id in judged_now]
             regions = self._regions(kind, gray.shape)
             passes = self._next_passes(kind)
-            masks = tuple(box for _, box in looks) if self._masking(kind) else ()
+            masks = self._masks(kind, [box for _, box in looks])
             future = self.worker().submit(self._round_job, gray, kind, passes, regions, looks, masks)
             self._job = _Job(future, index, kind, judged_now, self._generation)
         return applied, slots
@@ -429,9 +428,10 @@ class Pipeline:
             return [b for b in boxes if not crowds(b, list(masks), self.params.new_face_gap)]
         return []
 
-    def _masking(self, kind: str) -> bool:
-        """Whether a round of this kind blanks out the tracked faces (SEARCH rounds, `TrackParams.mask_tracked`)."""
-        return kind == SEARCH and self.params.mask_tracked
+    def _masks(self, kind: str, tracked: Sequence[FaceBox]) -> tuple[FaceBox, ...]:
+        """The tracked faces a round of this kind blanks out: all of `tracked` in SEARCH rounds
+        (`TrackParams.mask_tracked`), none in the others."""
+        return tuple(tracked) if kind == SEARCH and self.params.mask_tracked else ()
 
     def _near(self, gray: np.ndarray, boxes: list[FaceBox], passes: tuple[Pass, ...] | None) -> list[FaceBox]:
         """A search round's look at each tracked face it blanked out, on the region around each box, for faces of
@@ -572,9 +572,7 @@ def detect_in_region(detector: HaarDetector, gray: np.ndarray, region: FaceBox, 
     """The detector on the part of the grey image inside `region`'s upright extent, shrunk by `scale` (looking
     for faces at least `min_size` there, in shrunk pixels, besides the detector's own smallest); boxes in image
     pixels. Nothing for a region (almost) outside the image."""
-    x, y, w, h = region.to_xywh()
-    x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
-    x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
+    x0, y0, x1, y1 = region.pixel_extent(gray.shape)
     if min(x1 - x0, y1 - y0) * scale < 24:
         return []
     boxes = detect_scaled(detector, gray[y0:y1, x0:x1], scale, min_size=min_size)
@@ -589,9 +587,7 @@ def blank_out(gray: np.ndarray, boxes: Sequence[FaceBox]) -> np.ndarray:
         return gray
     out = gray.copy()
     for box in boxes:
-        x, y, w, h = box.to_xywh()
-        x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
-        x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
+        x0, y0, x1, y1 = box.pixel_extent(gray.shape)
         if x1 > x0 and y1 > y0:
             out[y0:y1, x0:x1] = int(round(float(gray[y0:y1, x0:x1].mean())))
     return out

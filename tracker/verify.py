@@ -5,7 +5,6 @@ the keypoints the model puts in its crop and the face check of that crop (`track
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterator
 
 import cv2
@@ -16,7 +15,7 @@ from tracker.confidence import shape_score
 from tracker.config import DEFAULT_TRACK, TrackParams
 from tracker.crop import CROP_SIZE, FaceBox, box_from_keypoints, crop_face, from_crop, to_gray
 from tracker.face_check import FaceCheck
-from tracker.haar import HaarDetector, HaarParams, Pass, cascade_path
+from tracker.haar import HaarDetector, HaarParams, Pass
 from tracker.keypoints import KAGGLE15, KeypointSet, derivable, map_keypoints
 from tracker.tracking import accepts_new_face
 
@@ -49,9 +48,7 @@ class FaceVerifier:
     def _found(self, gray: np.ndarray, box: FaceBox, passes: tuple[Pass, ...] | None, min_neighbors: int | None,
                work_size: int) -> Iterator[list[FaceBox]]:
         """Each pass's boxes in turn (lazily: `holds_face` stops at the first face)."""
-        x, y, w, h = box.scaled(self.margin).to_xywh()
-        x0, y0 = max(0, int(math.floor(x))), max(0, int(math.floor(y)))
-        x1, y1 = min(gray.shape[1], int(math.ceil(x + w))), min(gray.shape[0], int(math.ceil(y + h)))
+        x0, y0, x1, y1 = box.scaled(self.margin).pixel_extent(gray.shape)
         if x1 - x0 < 16 or y1 - y0 < 16:
             return
         k = min(1.0, work_size / box.size)
@@ -60,9 +57,8 @@ class FaceVerifier:
             roi = cv2.resize(roi, None, fx=k, fy=k, interpolation=cv2.INTER_AREA)
         side = box.size * k
         lo, hi = max(12, int(side * 0.5)), max(13, int(side * 1.6))
-        if passes is None:
-            passes = tuple(Pass(c, mirror) for c, (name, _) in enumerate(self.detector.cascades)
-                           for mirror in ((False, True) if "profile" in cascade_path(name) else (False,)))
+        if passes is None:  # every cascade upright (a profile one also mirrored)
+            passes = tuple(ps for ps in self.detector.passes if not ps.angle)
         for ps in passes:
             found = self.detector.search(roi, self.detector.cascades[ps.cascade][1], mirror=ps.mirror,
                                          angle=ps.angle, min_side=lo, max_side=hi, min_neighbors=min_neighbors, scale=k)
